@@ -1,0 +1,51 @@
+# One-command entry points. Each target creates .venv with the pinned stack when missing.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# GPU users: make TF_EXTRA=gpu ...  (installs tensorflow[and-cuda] instead of tensorflow-cpu)
+TF_EXTRA ?= cpu
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
+# pip.conf on course machines may name local indexes that do not exist; hide that noise.
+PIPQUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.PHONY: help setup demo test lab doctor release outputs clean
+
+help:
+	@echo "make demo    - set up, check devices and data, run the course's main job"
+	@echo "make test    - run the whole test suite (what CI runs)"
+	@echo "make lab     - start JupyterLab for students"
+	@echo "make doctor  - versions, devices and data sets"
+	@echo "make release - regenerate release/ from source/ with nbgrader"
+	@echo "make outputs - re-execute the walkthroughs and commit-ready outputs (quick mode)"
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Need $(PYTHON) (Python 3.11). Set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip $(PIPQUIET)
+	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),course,test]" $(PIPQUIET)
+	touch $@
+
+setup: $(VENV)/.installed
+
+doctor: setup
+	$(PY) -m dlcourse doctor
+
+demo: setup
+	$(PY) -m dlcourse demo
+
+test: setup
+	$(PY) -m pytest
+
+lab: setup
+	$(VENV)/bin/jupyter lab
+
+release: setup
+	$(PY) -m dlcourse release
+
+outputs: setup
+	$(PY) -m dlcourse outputs
+
+clean:
+	rm -rf $(VENV) work .pytest_cache

@@ -1,0 +1,19 @@
+"""`make outputs`: re-execute walkthroughs in quick mode and write them back canonically."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from dlcourse.data import REPO_ROOT
+from dlcourse.notebooks import execute, walkthroughs, write
+
+
+def run(names: list[str] | None = None) -> int:
+    paths = [Path(n) for n in names] if names else walkthroughs(REPO_ROOT)
+    for path in paths:
+        start = time.perf_counter()
+        nb = execute(path)
+        write(nb, path)
+        print(f"{path}: executed in {time.perf_counter() - start:.1f} s")
+    return 0

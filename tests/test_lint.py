@@ -4,8 +4,20 @@ import sys
 
 def test_python_code_is_ruff_clean(repo):
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", "dlcourse", "tests", "benchmarks",
-         "nbgrader_config.py"],
-        cwd=repo, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            "dlcourse",
+            "tests",
+            "benchmarks",
+            "nbgrader_config.py",
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,78 @@
+"""Every worksheet through real nbgrader: reference = full marks, blank = 0, wrong = expected.
+
+For each worksheet in source/, a throwaway course is generated (generate_assignment), and
+submissions are built from the *generated* student version: the reference solution, the blank
+release, and the realistic wrong answers kept in tests/fixtures/wrong_answers/<worksheet>.py.
+One `nbgrader autograde` run grades them all; the gradebook must hold exactly the expected
+score for every graded cell.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from dlcourse import grading
+from dlcourse.release import assignments, nbgrader
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parent / "fixtures" / "wrong_answers"
+WORKSHEETS = assignments(REPO)
+
+
+def wrong_students(worksheet: str) -> dict[str, dict]:
+    path = FIXTURES / f"{worksheet}.py"
+    spec = importlib.util.spec_from_file_location(f"wrong_{worksheet}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.STUDENTS
+
+
+def test_there_are_worksheets():
+    assert WORKSHEETS, "source/ holds no worksheets"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("worksheet", WORKSHEETS)
+def test_worksheet_grades_as_expected(worksheet, tmp_path, monkeypatch):
+    monkeypatch.delenv("DLCOURSE_EXCHANGE", raising=False)
+    course = grading.new_course(tmp_path / "course", REPO, [worksheet])
+    generated = nbgrader(course, "generate_assignment", worksheet, "--force", check=False)
+    assert generated.returncode == 0, generated.stderr
+
+    release = grading.release_notebooks(course, worksheet)
+    source = grading.source_notebooks(course, worksheet)
+    assert release.keys() == source.keys()
+    reference = {
+        gid: text for nb in source.values() for gid, text in grading.reference_answers(nb).items()
+    }
+    full = {gid: p for nb in source.values() for gid, p in grading.grade_cells(nb).items()}
+    total = sum(full.values())
+    assert total > 0
+
+    def submit(student: str, answers: dict[str, str]) -> None:
+        notebooks = {name: grading.answered(nb, answers) for name, nb in release.items()}
+        grading.submit(course, worksheet, student, notebooks)
+
+    students = wrong_students(worksheet)
+    assert len(students) >= 2, "each worksheet needs at least two realistic wrong answers"
+    submit("reference", reference)
+    submit("blank", {})
+    expected = {"reference": dict(full), "blank": dict.fromkeys(full, 0.0)}
+    for student, spec in students.items():
+        assert set(spec["scores"]) <= set(full), f"{student}: unknown test cells"
+        assert set(spec["answers"]) <= set(reference), f"{student}: unknown solution cells"
+        submit(student, reference | spec["answers"])
+        expected[student] = full | {gid: float(s) for gid, s in spec["scores"].items()}
+
+    result = nbgrader(course, "autograde", worksheet, "--force", check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    for student, want in expected.items():
+        got = grading.scores(course, worksheet, student)
+        assert got == pytest.approx(want), f"{student}: {got} != {want}\n{result.stderr[-2000:]}"
+    for student in students:
+        got = sum(grading.scores(course, worksheet, student).values())
+        assert 0 < got < total, f"{student} should earn partial marks, got {got}/{total}"

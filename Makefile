@@ -18,7 +18,7 @@ help:
 	@echo "make lab     - start JupyterLab for students"
 	@echo "make doctor  - versions, devices and data sets"
 	@echo "make release - regenerate release/ from source/ with nbgrader"
-	@echo "make outputs - re-execute the walkthroughs and commit-ready outputs (quick mode)"
+	@echo "make outputs - re-execute notebooks/ and source/ in quick mode, then regenerate release/"
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Need $(PYTHON) (Python 3.11). Set PYTHON=/path/to/python3.11"; exit 1; }
@@ -46,6 +46,7 @@ release: setup
 
 outputs: setup
 	$(PY) -m dlcourse outputs
+	$(PY) -m dlcourse release
 
 clean:
 	rm -rf $(VENV) work .pytest_cache

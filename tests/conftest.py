@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("DLCOURSE_QUICK", "1")
-os.environ.pop("DLCOURSE_ALLOW_DOWNLOAD", None)
 
 
 class NetworkBlocked(RuntimeError):

@@ -1,4 +1,4 @@
-"""`make outputs`: re-execute notebooks in quick mode (as CI does) and write them back canonically."""
+"""`make outputs`: re-execute notebooks in quick mode (as CI does), write them canonically."""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 # GPU users: make TF_EXTRA=gpu ...  (installs tensorflow[and-cuda] instead of tensorflow-cpu)
 TF_EXTRA ?= cpu
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# nbgrader runs `alembic` from PATH when it creates a gradebook: keep the venv first.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 SHELL := bash
 .SHELLFLAGS := -eo pipefail -c
 # pip.conf on course machines may name local indexes that do not exist; hide that noise.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,19 @@ def assignments(course: Path) -> list[str]:
 def nbgrader(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run an nbgrader command for the course at `course` (its nbgrader_config.py applies)."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
-    return subprocess.run(cmd, cwd=course, capture_output=True, text=True, check=check)
+    return subprocess.run(
+        cmd, cwd=course, env=tool_env(), capture_output=True, text=True, check=check
+    )
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """Our environment with this interpreter's bin/ first on PATH: nbgrader runs `alembic`
+    from PATH when it creates a gradebook, and kernels must use this environment."""
+    bindir = str(Path(sys.executable).parent)
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])
+    env.update(extra)
+    return env
 
 
 def generate(course: Path = REPO_ROOT, names: list[str] | None = None) -> list[Path]:

@@ -57,3 +57,7 @@ c.LimitOutput.max_traceback = 100
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# A student who deletes a test cell must not escape that test: nbgrader puts it back (with a
+# note in the cell) and grades it.
+c.OverwriteCells.add_missing_cells = True

@@ -15,7 +15,7 @@ PIPQUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" 
 .PHONY: help setup demo test lab doctor release outputs clean
 
 help:
-	@echo "make demo    - set up, check devices and data, run the course's main job"
+	@echo "make demo    - set up, check devices and data, grade the demo class (WORKSHEETS=\"ws01_tensors\" for one)"
 	@echo "make test    - run the whole test suite (what CI runs)"
 	@echo "make lab     - start JupyterLab for students"
 	@echo "make doctor  - versions, devices and data sets"
@@ -35,7 +35,7 @@ doctor: setup
 	$(PY) -m dlcourse doctor
 
 demo: setup
-	$(PY) -m dlcourse demo
+	WORKSHEETS="$(WORKSHEETS)" $(PY) -m dlcourse demo
 
 test: setup
 	$(PY) -m pytest

@@ -1,14 +1,15 @@
-"""`make demo`: check the set-up, then run the course's main job headless."""
+"""`make demo`: check the set-up, run a walkthrough headless, then grade the demo class."""
 
 from __future__ import annotations
 
+import os
 import time
 
-from dlcourse import doctor
+from dlcourse import doctor, pipeline
 from dlcourse.data import REPO_ROOT
 from dlcourse.notebooks import execute, walkthroughs, write
 
-WORK = REPO_ROOT / "work" / "demo"
+WORK = REPO_ROOT / "work"
 
 
 def run() -> int:
@@ -22,10 +23,25 @@ def run() -> int:
         return 1
     first = notebooks[0]
     print(f"\n== Executing {first.relative_to(REPO_ROOT)} headless (quick mode) ==")
-    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "walkthroughs").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    nb = execute(first)
-    out = WORK / first.name
-    write(nb, out)
+    out = WORK / "walkthroughs" / first.name
+    write(execute(first), out)
     print(f"done in {time.perf_counter() - start:.1f} s; executed copy: {out}")
+
+    selected = os.environ.get("WORKSHEETS", "").split() or None
+    print(
+        "\n== Grading the demo class through nbgrader (release, fetch, submit, collect, "
+        "autograde, feedback, export) =="
+    )
+    result = pipeline.run(REPO_ROOT, WORK / "demo-course", worksheets=selected)
+    failed = [o for outs in result.outcomes.values() for o in outs if not o.ok]
+    print(f"\nDemo class graded in {result.seconds:.0f} s.")
+    print(f"  grades (CSV):  {result.grades_csv}")
+    print(f"  feedback:      {result.course / 'feedback'}/<student>/<worksheet>/")
+    for path in result.reports:
+        print(f"  report:        {path}")
+    if failed:
+        print(f"{len(failed)} submission(s) could not be graded: see the reports.")
+        return 1
     return 0

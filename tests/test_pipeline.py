@@ -1,0 +1,173 @@
+"""The whole nbgrader cycle on the demo class, with every student's expected score per cell.
+
+The expectations are written down here, from each scenario's definition and the worksheet's
+structure (each test cell checks the answer cell just above it).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dlcourse import demo_class, grading, pipeline
+from dlcourse.autograde import autograde_all
+from dlcourse.release import assignments
+
+REPO = Path(__file__).resolve().parent.parent
+# The demo class runs on one worksheet in the test suite (all of them in `make demo`).
+WORKSHEET = "ws01_tensors" if "ws01_tensors" in assignments(REPO) else assignments(REPO)[0]
+
+
+def tests_after(nb, solution_id: str) -> list[str]:
+    """Test cells between this answer cell and the next one."""
+    found, result = False, []
+    for cell in nb.cells:
+        meta = grading.nbgrader_meta(cell)
+        if meta.get("solution"):
+            if found:
+                break
+            found = meta["grade_id"] == solution_id
+        elif found and meta.get("grade"):
+            result.append(meta["grade_id"])
+    return result
+
+
+def expected_scores(source_nb) -> dict[str, dict[str, float]]:
+    full = grading.grade_cells(source_nb)
+    zero = dict.fromkeys(full, 0.0)
+    sols = demo_class.solution_ids(source_nb)
+
+    def losing(*solution_ids: str) -> dict[str, float]:
+        lost = {t for s in solution_ids for t in tests_after(source_nb, s)}
+        return {gid: (0.0 if gid in lost else p) for gid, p in full.items()}
+
+    wrong = next(iter(demo_class.wrong_answers(WORKSHEET).values()))
+    return {
+        "ada": full,
+        "ben": zero,
+        "cleo": losing(*sols[(len(sols) + 1) // 2 :]),
+        "dev": full | {k: float(v) for k, v in wrong["scores"].items()},
+        "eve": losing(sols[0]),
+        "finn": losing(sols[-1]),
+        "gus": losing(sols[-1]),
+        "hana": full,
+        "ivan": full,
+        "jo": losing(sols[0]),
+        "kim": full,
+        "leo": zero,
+        "mia": full,
+    }
+
+
+EXPECTED_NOTES = {
+    "finn": "per-cell time limit",
+    "gus": "crashed the kernel",
+    "hana": "was deleted; it was restored and graded",
+    "ivan": "appeared more than once",
+    "jo": "was edited; the original test was used",
+    "kim": "graded as",
+    "leo": "could not be read",
+    "mia": "after the due date (late)",
+}
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    course = tmp_path_factory.mktemp("demo") / "course"
+    return pipeline.run(REPO, course, worksheets=[WORKSHEET], workers=2)
+
+
+@pytest.mark.slow
+def test_every_demo_student_scores_exactly_as_expected(demo):
+    source = grading.source_notebooks(demo.course, WORKSHEET)
+    assert len(source) == 1
+    expected = expected_scores(next(iter(source.values())))
+    assert set(expected) == set(demo_class.SCENARIOS)
+    for student, want in expected.items():
+        got = grading.scores(demo.course, WORKSHEET, student)
+        assert got == pytest.approx(want), f"{student}: got {got}, expected {want}"
+
+
+@pytest.mark.slow
+def test_every_repair_is_explained_in_the_feedback(demo):
+    outcomes = {o.student: o for o in demo.outcomes[WORKSHEET]}
+    assert all(o.ok for o in outcomes.values()), [o.student for o in outcomes.values() if not o.ok]
+    for student, phrase in EXPECTED_NOTES.items():
+        notes = demo.course / "feedback" / student / WORKSHEET / "grading-notes.txt"
+        assert phrase in notes.read_text(), student
+    assert not (demo.course / "feedback" / "ada" / WORKSHEET / "grading-notes.txt").exists()
+    for student in demo_class.SCENARIOS:
+        html = list((demo.course / "feedback" / student / WORKSHEET).glob("*.html"))
+        assert html, f"no feedback for {student}"
+
+
+@pytest.mark.slow
+def test_exports_and_report(demo):
+    rows = list(csv.DictReader(demo.grades_csv.open()))
+    assert sorted(r["student_id"] for r in rows) == sorted(demo_class.SCENARIOS)
+    by_student = {r["student_id"]: r for r in rows}
+    assert float(by_student["ada"]["score"]) == float(by_student["ada"]["max_score"]) > 0
+    assert float(by_student["ben"]["score"]) == 0
+    inbound = [
+        p.name.split("+")[0] for p in (demo.course / "exchange" / "dlcourse" / "inbound").iterdir()
+    ]
+    assert sorted(inbound) == sorted(demo_class.SCENARIOS)  # every student submitted
+    for student in demo_class.SCENARIOS:  # ... after fetching the release from the exchange
+        assert (demo.course / "students" / student / WORKSHEET).is_dir()
+    report = demo.reports[0].read_text()
+    assert (demo.reports[0].parent / f"{WORKSHEET}-histogram.png").stat().st_size > 1000
+    assert "## Submissions that need attention" in report
+    for student in EXPECTED_NOTES:
+        assert f"- **{student}**" in report
+
+
+@pytest.mark.slow
+def test_submissions_are_never_modified(demo):
+    submitted = demo.course / "submitted"
+    leo = next((submitted / "leo" / WORKSHEET).glob("*.ipynb"))
+    with pytest.raises(Exception):  # noqa: B017 - still the broken file the student sent
+        nbformat.read(leo, as_version=4)
+    kim = [p.name for p in (submitted / "kim" / WORKSHEET).glob("*.ipynb")]
+    assert kim == [f"{WORKSHEET}-Copy1.ipynb"]
+
+
+@pytest.mark.slow
+def test_regrading_is_identical_and_keeps_manual_grades(demo):
+    from nbgrader.api import Gradebook
+
+    course = demo.course
+    students = ["ada", "cleo", "leo"]
+    before = {s: grading.scores(course, WORKSHEET, s) for s in students}
+    submitted = tree_hashes(course / "submitted")
+    db = f"sqlite:///{course / 'gradebook.db'}"
+    with Gradebook(db) as gb:
+        grade = gb.find_submission(WORKSHEET, "cleo").notebooks[0].grades[0]
+        grade.manual_score = 0.5
+        gb.db.commit()
+        name, n_students = grade.name, len(gb.students)
+    backups = len(list((course / "backups").glob("*.db")))
+
+    release = grading.release_notebooks(course, WORKSHEET)
+    outcomes = autograde_all(course, WORKSHEET, students, release, workers=2)
+    assert all(o.ok for o in outcomes)
+
+    after = {s: grading.scores(course, WORKSHEET, s) for s in students}
+    before["cleo"][name] = 0.5  # the manual grade wins over the autograde score
+    assert after == before
+    assert tree_hashes(course / "submitted") == submitted
+    assert len(list((course / "backups").glob("*.db"))) == backups + 1
+    with Gradebook(db) as gb:
+        assert len(gb.students) == n_students
+        assert len(gb.find_assignment(WORKSHEET).submissions) == len(demo_class.SCENARIOS)

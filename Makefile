@@ -20,7 +20,7 @@ help:
 	@echo "make lab     - start JupyterLab for students"
 	@echo "make doctor  - versions, devices and data sets"
 	@echo "make release - regenerate release/ from source/ with nbgrader"
-	@echo "make outputs - re-execute notebooks/ and source/ in quick mode, then regenerate release/"
+	@echo "make outputs - re-execute the walkthroughs in quick mode (what nbval compares against)"
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Need $(PYTHON) (Python 3.11). Set PYTHON=/path/to/python3.11"; exit 1; }
@@ -48,7 +48,6 @@ release: setup
 
 outputs: setup
 	$(PY) -m dlcourse outputs
-	$(PY) -m dlcourse release
 
 clean:
 	rm -rf $(VENV) work .pytest_cache

@@ -74,8 +74,3 @@ def execute(
 
 def walkthroughs(root: Path) -> list[Path]:
     return sorted((root / "notebooks").glob("*.ipynb"))
-
-
-def with_outputs(root: Path) -> list[Path]:
-    """Notebooks committed with outputs (compared by nbval): walkthroughs and master copies."""
-    return walkthroughs(root) + sorted((root / "source").glob("*/*.ipynb"))

@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 
 from dlcourse.data import REPO_ROOT
-from dlcourse.notebooks import execute, with_outputs, write
+from dlcourse.notebooks import execute, walkthroughs, write
 
 
 def run(names: list[str] | None = None) -> int:
-    paths = [Path(n) for n in names] if names else with_outputs(REPO_ROOT)
+    paths = [Path(n) for n in names] if names else walkthroughs(REPO_ROOT)
     for path in paths:
         start = time.perf_counter()
         nb = execute(path)

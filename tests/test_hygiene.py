@@ -53,6 +53,13 @@ def test_first_code_cell_detects_the_device(path):
 
 
 @pytest.mark.parametrize("path", MASTERS, ids=ids(MASTERS))
+def test_master_copies_have_no_outputs(path):
+    """nbval runs them (they must execute cleanly) but there is nothing to compare."""
+    nb = nbformat.read(path, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("path", MASTERS, ids=ids(MASTERS))
 def test_nbgrader_markup(path):
     nb = nbformat.read(path, as_version=4)
     grade_ids = []

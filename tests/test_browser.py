@@ -1,0 +1,394 @@
+"""The course as people see it: JupyterLab + nbgrader in a real (headless) Chromium.
+
+One JupyterLab server runs on a free loopback port over a throwaway copy of the course
+(nbgrader_config.py, source/, release/; the nbgrader exchange inside the copy), so nothing in
+the repo changes. Playwright drives Debian's /usr/bin/chromium (no browser download).
+
+- Student: the lab loads, nbgrader's Assignment List lists the released worksheet, a released
+  worksheet opens, its first cell runs in a live kernel and prints the CPU banner, and the
+  Validate button validates it.
+- Instructor: the Formgrader page lists every worksheet in source/.
+
+Screenshots go to artifacts/browser/ (git-ignored). The server is killed by PID (its process
+group and every process it started) in the fixture's teardown, whatever happens in the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+
+from dlcourse.release import assignments, nbgrader
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "artifacts" / "browser"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    # Belt and braces: the browser resolves no host name but loopback.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+]
+SERVER_START_TIMEOUT = 90  # seconds until /api/status answers
+UI_TIMEOUT = 60_000  # ms: the lab, the palette, the formgrader tables
+KERNEL_TIMEOUT = 120_000  # ms: kernel start + `import tensorflow` on 2 busy cores
+VALIDATE_TIMEOUT = 150_000  # ms: nbgrader runs the whole worksheet in quick mode
+STANDIN = "ws00_browser_smoke"
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Lab:
+    base: str  # http://127.0.0.1:PORT
+    token: str
+    course: Path
+    worksheets: list[str]  # assignments in the copy's source/
+    released: str  # the worksheet the student opens
+    notebook: str  # its path relative to the course root
+
+
+def standin_worksheet(course: Path) -> None:
+    """A minimal master worksheet, used only while the repo has no worksheets yet."""
+
+    def meta(grade_id, *, solution=False, grade=False, locked=True, points=None):
+        md = {
+            "grade": grade,
+            "grade_id": grade_id,
+            "locked": locked,
+            "schema_version": 3,
+            "solution": solution,
+            "task": False,
+        }
+        if points is not None:
+            md["points"] = points
+        return {"nbgrader": md}
+
+    v4 = nbformat.v4
+    nb = v4.new_notebook(
+        cells=[
+            v4.new_markdown_cell("# Browser smoke worksheet", metadata=meta("intro")),
+            v4.new_code_cell(
+                "from dlcourse import seed_everything, setup\n\nseed_everything(42)\n"
+                "info = setup()",
+                metadata=meta("setup"),
+            ),
+            v4.new_code_cell(
+                "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+                metadata=meta("ex_double", solution=True, locked=False),
+            ),
+            v4.new_code_cell(
+                "assert double(2) == 4",
+                metadata=meta("test_double", grade=True, points=1),
+            ),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)"}},
+    )
+    folder = course / "source" / STANDIN
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / f"{STANDIN}.ipynb")
+
+
+def course_copy(root: Path) -> tuple[Path, str]:
+    """Copy the course; make sure it has a released worksheet; return (course, worksheet)."""
+    course = root / "course"
+    course.mkdir()
+    shutil.copy(REPO / "nbgrader_config.py", course)
+    for name in ("source", "release"):
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, course / name)
+        (course / name).mkdir(exist_ok=True)
+    released = sorted(p.parent.name for p in (course / "release").glob("*/*.ipynb"))
+    if released:
+        return course, released[0]
+    if not assignments(course):  # no worksheets in the repo yet
+        standin_worksheet(course)
+    worksheet = assignments(course)[0]
+    done = nbgrader(course, "generate_assignment", worksheet, "--force", check=False)
+    assert done.returncode == 0, done.stderr
+    return course, worksheet
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, token: str, timeout: float = 5) -> bytes:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    with opener.open(request, timeout=timeout) as response:
+        return response.read()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Kill the server by PID: its process group, then anything it started elsewhere.
+
+    Kernels run in sessions of their own (jupyter_client starts them with setsid), so the
+    server's descendants are collected first and killed by PID after the group.
+    """
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    _, alive = psutil.wait_procs(children, timeout=5)
+    for child in alive:
+        try:
+            child.kill()  # psutil checks the PID still names the same process
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+def lab_settings(config_dir: Path) -> None:
+    """No news / update toasts over the UI (and no request for them)."""
+    folder = config_dir / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    folder.mkdir(parents=True)
+    (folder / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} missing on CI: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+
+    root = tmp_path_factory.mktemp("browser")
+    course, worksheet = course_copy(root)
+    notebook = sorted((course / "release" / worksheet).glob("*.ipynb"))[0]
+    # The banner must come from the live kernel, not from a committed output.
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(nb, notebook)
+
+    jupyter = root / "jupyter"
+    env = os.environ | {
+        "DLCOURSE_QUICK": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONHASHSEED": "0",
+        "DLCOURSE_EXCHANGE": str(root / "exchange"),
+        # Nothing from (or into) the user's own Jupyter/IPython directories.
+        "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
+        "JUPYTER_DATA_DIR": str(jupyter / "data"),
+        "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
+        "IPYTHONDIR": str(jupyter / "ipython"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    lab_settings(jupyter / "config")
+
+    # The instructor releases the worksheet to the (temporary) exchange.
+    for args in (["db", "assignment", "add", worksheet], ["release_assignment", worksheet]):
+        done = subprocess.run(
+            [sys.executable, "-m", "nbgrader", *args],
+            cwd=course,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, f"nbgrader {' '.join(args)}:\n{done.stderr}"
+
+    token, port = secrets.token_hex(24), free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        f"--ServerApp.token={token}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={course}",
+    ]
+    if os.geteuid() == 0:  # CI containers run as root
+        cmd.append("--allow-root")
+    log_path = root / "jupyter.log"
+    base = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=course,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, killed as one
+        )
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited ({proc.returncode}):\n{log_path.read_text()}")
+            try:
+                json.loads(get(f"{base}/api/status", token))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"jupyter lab not answering:\n{log_path.read_text()[-4000:]}")
+                time.sleep(0.5)
+        yield Lab(
+            base=base,
+            token=token,
+            course=course,
+            worksheets=assignments(course),
+            released=worksheet,
+            notebook=str(notebook.relative_to(course)),
+        )
+    finally:
+        stop(proc)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log_path, ARTIFACTS / "jupyter.log")
+
+
+@pytest.fixture(scope="module")
+def browser(lab):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser, lab, request):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    blocked = []
+
+    def loopback_only(route):
+        if route.request.url.startswith(lab.base):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", loopback_only)
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT)
+    try:
+        yield page
+    finally:
+        shot(page, f"{request.node.name}-end")
+        context.close()
+        if blocked:
+            print("requests to other hosts were blocked:", *blocked, sep="\n  ")
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    except Exception as err:  # noqa: BLE001 - a screenshot must never hide the real failure
+        print(f"screenshot {name} failed: {err}")
+
+
+def test_student_lab_assignment_list_banner_and_validate(lab, page):
+    from playwright.sync_api import expect
+
+    # The lab loads: main dock panel and the launcher.
+    page.goto(f"{lab.base}/lab?token={lab.token}")
+    expect(page.locator("#jp-main-dock-panel")).to_be_visible()
+    expect(page.locator(".jp-Launcher").first).to_be_visible()
+    shot(page, "01-student-lab")
+
+    # nbgrader's menu and its Assignment List command (through the command palette).
+    expect(page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader")).to_have_count(1)
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator("#modal-command-palette")
+    expect(palette).to_be_visible()
+    palette.locator("input").fill("Assignment List")
+    palette.locator('li[data-command="nbgrader:open-assignment-list"]').click()
+    tab = page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text="Assignments")
+    expect(tab).to_be_visible()
+    released = page.locator("#released_assignments_list")
+    expect(released.locator(".list_item", has_text=lab.released)).to_be_visible()
+    shot(page, "02-student-assignment-list")
+
+    # A released worksheet opens in a live kernel; its first code cell prints the banner.
+    # Lab sometimes asks which kernel to start (when the kernel specs arrive late): a student
+    # accepts the proposed one, Python 3 (ipykernel).
+    page.add_locator_handler(
+        page.locator(".jp-Dialog", has_text="Select Kernel"),
+        lambda dialog: dialog.locator(".jp-mod-accept").click(),
+    )
+    page.goto(f"{lab.base}/lab/tree/{lab.notebook}")
+    panel = page.locator(".jp-NotebookPanel:visible")
+    expect(panel).to_have_count(1)
+    idle = panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    expect(idle).to_have_count(1, timeout=KERNEL_TIMEOUT)
+    first = panel.locator(".jp-CodeCell").first
+    prompt = first.locator(".jp-InputPrompt")
+    for _ in range(3):  # a run requested while the kernel handshake is still going is dropped
+        prompt.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=15_000)
+            break
+        except AssertionError:
+            continue
+    expect(first.locator(".jp-OutputArea-output")).to_contain_text(
+        "Running on CPU (", timeout=KERNEL_TIMEOUT
+    )
+    expect(prompt).to_have_text(re.compile(r"\[\d+\]"))
+    shot(page, "03-student-first-cell")
+
+    # nbgrader's Validate button validates the (unanswered) worksheet.
+    validate = panel.locator(".validate-button")
+    expect(validate).to_be_visible()
+    expect(validate).to_contain_text("Validate")
+    validate.click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_be_visible(timeout=VALIDATE_TIMEOUT)
+    expect(dialog.locator(".jp-Dialog-header")).not_to_contain_text(
+        "Validating", timeout=VALIDATE_TIMEOUT
+    )
+    shot(page, "04-student-validate")
+    text = dialog.inner_text()
+    # An unanswered release fails validation: the stubs raise NotImplementedError.
+    assert "fail" in text.lower() or "NotImplementedError" in text, text
+
+
+def test_instructor_formgrader_lists_the_worksheets(lab, page):
+    from playwright.sync_api import expect
+
+    assert lab.worksheets, "the course copy has no worksheets in source/"
+    page.goto(f"{lab.base}/formgrader?token={lab.token}")
+    names = page.locator("#main-table td.name")
+    for worksheet in lab.worksheets:
+        expect(names.filter(has_text=worksheet)).to_have_count(1)
+    shot(page, "05-instructor-formgrader")

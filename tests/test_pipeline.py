@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 WORKSHEET = "ws01_tensors" if "ws01_tensors" in assignments(REPO) else assignments(REPO)[0]
 
 
-def tests_after(nb, solution_id: str) -> list[str]:
+def checked_by(nb, solution_id: str) -> list[str]:
     """Test cells between this answer cell and the next one."""
     found, result = False, []
     for cell in nb.cells:
@@ -42,7 +42,7 @@ def expected_scores(source_nb) -> dict[str, dict[str, float]]:
     sols = demo_class.solution_ids(source_nb)
 
     def losing(*solution_ids: str) -> dict[str, float]:
-        lost = {t for s in solution_ids for t in tests_after(source_nb, s)}
+        lost = {t for s in solution_ids for t in checked_by(source_nb, s)}
         return {gid: (0.0 if gid in lost else p) for gid, p in full.items()}
 
     wrong = next(iter(demo_class.wrong_answers(WORKSHEET).values()))

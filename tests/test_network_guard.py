@@ -2,8 +2,8 @@ import socket
 import urllib.request
 
 import pytest
-from conftest import NetworkBlocked
 
+from conftest import NetworkBlocked
 from dlcourse import data
 
 

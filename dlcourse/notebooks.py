@@ -49,9 +49,15 @@ def execute(
     timeout: int = 600,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    extra_cells: tuple[str, ...] = (),
 ) -> nbformat.NotebookNode:
-    """Execute a notebook in quick mode (the CI settings) and return it with outputs."""
+    """Execute a notebook in quick mode (the CI settings) and return it with outputs.
+
+    `env` overrides the quick-mode variables (`{"DLCOURSE_QUICK": "0"}` trains for real);
+    `extra_cells` are run after the notebook's own cells, in the same kernel.
+    """
     nb = read(path)
+    nb.cells += [nbformat.v4.new_code_cell(code) for code in extra_cells]
     saved = {k: os.environ.get(k) for k in QUICK_ENV | (env or {})}
     os.environ.update(QUICK_ENV | (env or {}))
     try:

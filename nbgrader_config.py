@@ -6,6 +6,17 @@ Every number here is explained; change them in one place, here.
 import os
 from pathlib import Path
 
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+)
+
+from dlcourse.safe_execute import SandboxedExecute
+
 c = get_config()  # noqa: F821 - injected by nbgrader/traitlets
 
 COURSE_ROOT = Path(__file__).resolve().parent
@@ -54,6 +65,38 @@ c.IgnorePattern.pattern = rf"\A(?:{_TF_LOG_LINE}\n?)+\Z"
 # Limit what a runaway print loop can put into the gradebook and feedback.
 c.LimitOutput.max_lines = 1000
 c.LimitOutput.max_traceback = 100
+
+# Untrusted code: every grading kernel runs sandboxed (dlcourse/sandbox.py): no network, a
+# read-only view of Python and the data sets, its own scratch directory, no access to
+# source/, the gradebook, the exchange or other submissions, resource limits, and a
+# wall-clock limit per notebook. nbgrader's Execute step is replaced by one that does this
+# (and checks that test helpers were not monkeypatched); the other steps are nbgrader's.
+c.Autograde.autograde_preprocessors = [
+    SandboxedExecute,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
+# Limits per grading kernel. The heaviest worksheet (ws05_cnn) peaks below 3 GB resident and
+# reserves about 5 GB of address space (TensorFlow maps large arenas up front), so 8 GB of
+# address space is the floor, not a generous guess; a memory blow-up stops there with a
+# MemoryError. CPU seconds and the notebook wall clock are about 10x the slowest reference
+# solution (ws05_cnn: about 60 s on 2 cores); a student's infinite loop is stopped first by
+# the per-cell timeout above. Processes: TensorFlow starts dozens of threads, and threads
+# count; a fork bomb stops at this number.
+c.SandboxedExecute.limits = {
+    "memory_mb": 8192,
+    "cpu_seconds": 1200,
+    "processes": 512,
+    "open_files": 1024,
+    "file_size_mb": 256,
+    "notebook_seconds": 600,
+}
+# A worksheet that needs more gets its own entry, e.g. {"ws05_cnn": {"memory_mb": 12288}}.
+c.SandboxedExecute.per_assignment = {}
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,11 +22,13 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from dlcourse import preflight
+from dlcourse import preflight, sandbox
 from dlcourse.release import nbgrader, tool_env
+from dlcourse.safe_execute import INTEGRITY_ERROR, TIME_LIMIT_ERROR
 
+WALL_CLOCK_MESSAGE = "dlcourse: grading stopped: wall-clock limit for the submission"
 STAGED_DIR = "staged"  # repaired copies of submitted/, what autograde reads
 RETRIES = 2
 
@@ -51,24 +54,45 @@ def backup_gradebook(course: Path) -> Path | None:
     return target
 
 
-def _timeout(course: Path) -> int:
-    """The per-cell timeout nbgrader uses for this course (read from its config)."""
+@dataclass(frozen=True)
+class GradingLimits:
+    cell_timeout: int
+    sandbox: sandbox.Limits
+
+    def wall_clock(self, notebooks: int) -> int:
+        """Outer limit for one `nbgrader autograde --student` run (kernel start-ups included)."""
+        return notebooks * (self.sandbox.notebook_seconds + 120) + 60
+
+
+def grading_limits(course: Path, assignment: str) -> GradingLimits:
+    """The per-cell timeout and sandbox limits this course's nbgrader_config.py sets."""
     from traitlets.config import PyFileConfigLoader
 
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
-    return int(config.Execute.get("timeout", 30))
+    execute = config.get("SandboxedExecute", {})
+    base = sandbox.Limits(**execute.get("limits", {}))
+    limits = sandbox.limits_for(assignment, base, execute.get("per_assignment", {}))
+    return GradingLimits(int(config.Execute.get("timeout", 30)), limits)
 
 
-def find_crashing_cell(path: Path, timeout: int) -> int | None:
-    """Index of the cell whose execution kills the kernel, or None."""
+def find_crashing_cell(path: Path, limits: GradingLimits) -> int | None:
+    """Index of the cell that breaks grading: it kills the kernel (os._exit, a native crash,
+    a resource limit) or cuts it off from the grader (a fork bomb's children garble the
+    kernel's messages). Ordinary errors and timeouts are nbgrader's job, as when it grades."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
-        timeout=timeout,
+        timeout=limits.cell_timeout,
         kernel_name="python3",
         allow_errors=True,
+        interrupt_on_timeout=True,
+        error_on_timeout={"ename": "CellTimeoutError", "evalue": "", "traceback": []},
+        raise_on_iopub_timeout=True,
         resources={"metadata": {"path": str(path.parent)}},
+        kernel_manager_class=sandbox.SandboxedKernelManager,  # student code: sandboxed
     )
+    client.km = client.create_kernel_manager()
+    client.km.limits = limits.sandbox
     saved = dict(os.environ)
     os.environ.update(tool_env(NBGRADER_EXECUTION="autograde"))
     try:
@@ -78,10 +102,8 @@ def find_crashing_cell(path: Path, timeout: int) -> int | None:
                     continue
                 try:
                     client.execute_cell(cell, index)
-                except DeadKernelError:
+                except (DeadKernelError, CellTimeoutError):
                     return index
-                except Exception:  # noqa: BLE001 - timeouts and errors are nbgrader's job
-                    continue
     except DeadKernelError:
         return None
     finally:
@@ -90,7 +112,9 @@ def find_crashing_cell(path: Path, timeout: int) -> int | None:
     return None
 
 
-def _autograde_one(course: Path, assignment: str, student: str) -> tuple[bool, str]:
+def _autograde_one(
+    course: Path, assignment: str, student: str, wall_clock: int
+) -> tuple[bool, str]:
     args = (
         "autograde",
         assignment,
@@ -100,7 +124,11 @@ def _autograde_one(course: Path, assignment: str, student: str) -> tuple[bool, s
         f"--CourseDirectory.submitted_directory={STAGED_DIR}",
     )
     for _ in range(RETRIES + 1):
-        result = nbgrader(course, *args, check=False)
+        try:
+            result = nbgrader(course, *args, check=False, timeout=wall_clock)
+        except subprocess.TimeoutExpired as err:
+            output = (err.stdout or b"") + (err.stderr or b"")
+            return False, output.decode(errors="replace") + f"\n{WALL_CLOCK_MESSAGE}\n"
         log = result.stdout + result.stderr
         if "database is locked" not in log:
             break
@@ -109,43 +137,65 @@ def _autograde_one(course: Path, assignment: str, student: str) -> tuple[bool, s
     return not failed, log
 
 
+# What the autograded notebook shows -> the note the student reads.
+OUTPUT_NOTES = {
+    "CellTimeoutError": (
+        "a cell ran past the per-cell time limit and was stopped (infinite loop?); "
+        "the tests depending on it scored 0"
+    ),
+    TIME_LIMIT_ERROR: (
+        "the notebook ran past its time limit; the cells after that point were not run "
+        "and their tests scored 0"
+    ),
+    INTEGRITY_ERROR: (
+        "your code replaced functions the tests rely on (for example numpy.testing "
+        "helpers) or changed how IPython runs cells; the tests run after that scored 0"
+    ),
+    "MemoryError": "a cell ran out of memory (the grader's limit); its tests scored 0",
+}
+
+
 def grade_student(
     course: Path, assignment: str, student: str, release: dict[str, nbformat.NotebookNode]
 ) -> Outcome:
     start = time.perf_counter()
+    limits = grading_limits(course, assignment)
+    wall_clock = limits.wall_clock(len(release))
     staged = preflight.stage(
         course / "submitted" / student / assignment,
         course / STAGED_DIR / student / assignment,
         student,
         release,
     )
-    ok, log = _autograde_one(course, assignment, student)
-    if not ok and "Kernel died" in log:
+    ok, log = _autograde_one(course, assignment, student, wall_clock)
+    if not ok and WALL_CLOCK_MESSAGE not in log:
         for name in release:
             path = staged.folder / f"{name}.ipynb"
-            index = find_crashing_cell(path, _timeout(course)) if path.exists() else None
+            index = find_crashing_cell(path, limits) if path.exists() else None
             if index is None:
                 continue
             reason = (
-                f"This cell stopped the Python kernel during grading (for example with "
-                f"os._exit or a crash in native code); it was not run so that the rest "
-                f"of '{name}.ipynb' could be graded."
+                f"This cell stopped the Python kernel or cut it off from the grader (for "
+                f"example os._exit, a fork bomb, a crash in native code or a resource "
+                f"limit); it was not run so that the rest of '{name}.ipynb' could be graded."
             )
             preflight.neutralise_cell(path, index, reason)
             staged.notes.append(
-                f"cell {index} of '{name}.ipynb' crashed the kernel; it was "
-                f"skipped and scored as failing, the rest was graded"
+                f"cell {index} of '{name}.ipynb' crashed the kernel or cut it off from the "
+                f"grader; it was skipped and scored as failing, the rest was graded"
             )
-        ok, log = _autograde_one(course, assignment, student)
-    if "CellTimeoutError" in _autograded_text(course, assignment, student):
-        staged.notes.append(
-            "a cell ran past the per-cell time limit and was stopped "
-            "(infinite loop?); the tests depending on it scored 0"
-        )
+        ok, log = _autograde_one(course, assignment, student, wall_clock)
+    graded = _autograded_text(course, assignment, student)
+    staged.notes += [note for marker, note in OUTPUT_NOTES.items() if marker in graded]
     logs = course / "logs" / assignment
     logs.mkdir(parents=True, exist_ok=True)
     (logs / f"{student}.log").write_text(log)
-    if not ok:
+    if WALL_CLOCK_MESSAGE in log:
+        staged.notes.append(
+            f"grading stopped after {wall_clock} s, the limit for the whole submission; "
+            f"it was not graded: ask your instructor"
+        )
+    elif not ok:
         staged.notes.append(f"autograding failed; see logs/{assignment}/{student}.log")
     return Outcome(student, ok, time.perf_counter() - start, staged.notes, log)
 
@@ -165,6 +215,9 @@ def autograde_all(
 ) -> list[Outcome]:
     """Grade every student with at most `workers` concurrent nbgrader processes."""
     workers = workers or os.cpu_count() or 1
+    progress(sandbox.protections().summary())
+    if sandbox.protections().off:
+        progress("  WARNING: student code runs with the protections above switched off")
     backup_gradebook(course)
     # nbgrader creates the gradebook tables on first use; do it once, not in every worker.
     nbgrader(course, "db", "student", "list", check=False)

@@ -6,7 +6,7 @@ import importlib.metadata as md
 import os
 import sys
 
-from dlcourse import data
+from dlcourse import data, sandbox
 
 PACKAGES = (
     "tensorflow-cpu",
@@ -66,6 +66,11 @@ def run(out=sys.stdout) -> int:
             continue
         flag = "  [LOSSY]" if found.lossy else ""
         print(f"\n  OK {title}{flag}\n    at {found.location}\n    {found.provenance}", file=out)
+    print("\nAutograding sandbox (for instructors; students do not need it):", file=out)
+    prot = sandbox.protections()
+    print(f"  {prot.summary()}", file=out)
+    if prot.off:
+        print("  WARNING: submissions would be graded with these protections off", file=out)
     print(file=out)
     if problems:
         print(f"{problems} problem(s) found.", file=out)

@@ -45,6 +45,20 @@ def grade_cells(nb: nbformat.NotebookNode) -> dict[str, float]:
     }
 
 
+def tests_of(nb: nbformat.NotebookNode, solution_id: str) -> list[str]:
+    """The test cells that check one answer: those between it and the next answer cell."""
+    found, result = False, []
+    for cell in nb.cells:
+        meta = nbgrader_meta(cell)
+        if meta.get("solution"):
+            if found:
+                break
+            found = meta["grade_id"] == solution_id
+        elif found and meta.get("grade"):
+            result.append(meta["grade_id"])
+    return result
+
+
 def answered(
     release_nb: nbformat.NotebookNode,
     answers: dict[str, str],

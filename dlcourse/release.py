@@ -16,11 +16,19 @@ def assignments(course: Path) -> list[str]:
     )
 
 
-def nbgrader(course: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def nbgrader(
+    course: Path, *args: str, check: bool = True, timeout: float | None = None
+) -> subprocess.CompletedProcess:
     """Run an nbgrader command for the course at `course` (its nbgrader_config.py applies)."""
     cmd = [sys.executable, "-m", "nbgrader", *args]
     return subprocess.run(
-        cmd, cwd=course, env=tool_env(), capture_output=True, text=True, check=check
+        cmd,
+        cwd=course,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
     )
 
 

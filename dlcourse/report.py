@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from dlcourse import sandbox
 from dlcourse.autograde import Outcome
 
 
@@ -94,6 +95,8 @@ def assignment_report(course: Path, worksheet: str, outcomes: list[Outcome]) -> 
         f"# {worksheet}",
         "",
         f"{len(table)} submissions, maximum {total:g} points.",
+        "",
+        f"Student code was graded with the {sandbox.protections().summary()}.",
         "",
         f"![score histogram]({png.name})",
         "",

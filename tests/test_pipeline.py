@@ -22,27 +22,13 @@ REPO = Path(__file__).resolve().parent.parent
 WORKSHEET = "ws01_tensors" if "ws01_tensors" in assignments(REPO) else assignments(REPO)[0]
 
 
-def checked_by(nb, solution_id: str) -> list[str]:
-    """Test cells between this answer cell and the next one."""
-    found, result = False, []
-    for cell in nb.cells:
-        meta = grading.nbgrader_meta(cell)
-        if meta.get("solution"):
-            if found:
-                break
-            found = meta["grade_id"] == solution_id
-        elif found and meta.get("grade"):
-            result.append(meta["grade_id"])
-    return result
-
-
 def expected_scores(source_nb) -> dict[str, dict[str, float]]:
     full = grading.grade_cells(source_nb)
     zero = dict.fromkeys(full, 0.0)
     sols = demo_class.solution_ids(source_nb)
 
     def losing(*solution_ids: str) -> dict[str, float]:
-        lost = {t for s in solution_ids for t in checked_by(source_nb, s)}
+        lost = {t for s in solution_ids for t in grading.tests_of(source_nb, s)}
         return {gid: (0.0 if gid in lost else p) for gid, p in full.items()}
 
     wrong = next(iter(demo_class.wrong_answers(WORKSHEET).values()))

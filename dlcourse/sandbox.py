@@ -1,0 +1,304 @@
+"""Run every grading kernel in a sandbox, without Docker.
+
+Each kernel nbgrader starts to autograde a submission is wrapped, where the machine allows, in
+
+- **bubblewrap** (`bwrap`, Debian package `bubblewrap`): a new mount namespace in which the
+  kernel sees the system and the Python environment read-only, the data sets read-only, a
+  private `/tmp`, and its own scratch directory mounted over its working directory. The
+  course directory (`source/`, `gradebook.db`, `submitted/`, the exchange, other students'
+  work) simply does not exist in there. We chose bubblewrap over plain `unshare` + bind mounts
+  because it is one small setuid-free binary that builds the whole view declaratively, kills
+  the sandbox with its parent, and runs unprivileged where user namespaces are allowed;
+- a new **network namespace** (bwrap `--unshare-net`, or `unshare -n` / `unshare -rn` when
+  bubblewrap is missing): only a loopback interface of its own. The kernel therefore talks to
+  nbgrader over IPC (unix) sockets in the scratch directory, not TCP;
+- a new **PID namespace**: when the kernel is shut down, everything it started dies with it;
+- **resource limits** (`prlimit`): address space, CPU seconds, processes, open files, size of
+  a written file. The process limit counts per user, so as root the kernel also drops to an
+  unprivileged user of its own (`setpriv`) — root ignores RLIMIT_NPROC, and the limit counts
+  all processes of a user;
+- a **wall-clock limit per notebook**, on top of nbgrader's per-cell timeout
+  (`SandboxedExecute`, below).
+
+Whatever the machine lacks is switched off and said loudly: `protections()` tells, the
+autograde driver prints it before grading, the report records it, and
+`python -m dlcourse doctor` lists it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.manager import AsyncKernelManager
+
+SANDBOX_ENV = "DLCOURSE_SANDBOX"  # "0" turns the sandbox off (not recommended)
+# As root, each kernel runs as a user of its own, picked at random from this range: the
+# process limit counts per user, so one student's fork bomb cannot starve another's kernel.
+KERNEL_UIDS = range(200_000, 1_000_000)
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-kernel limits; sized for the TensorFlow worksheets (see nbgrader_config.py)."""
+
+    memory_mb: int = 8192  # address space; TensorFlow alone reserves ~3 GB of it
+    cpu_seconds: int = 1800  # CPU time of the whole kernel (all threads, all cells)
+    processes: int = 512  # TensorFlow starts dozens of threads, and threads count
+    open_files: int = 1024
+    file_size_mb: int = 256  # the largest file the kernel may write
+    notebook_seconds: int = 900  # wall clock for one notebook, all cells together
+
+
+@dataclass(frozen=True)
+class Protections:
+    filesystem: bool
+    network: bool
+    pid_namespace: bool
+    limits: bool
+    unprivileged_user: bool
+    how: str
+    missing: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def off(self) -> list[str]:
+        names = {
+            "filesystem": "filesystem isolation",
+            "network": "network isolation",
+            "pid_namespace": "process isolation",
+            "limits": "resource limits",
+            "unprivileged_user": "unprivileged user (process limit)",
+        }
+        return [label for key, label in names.items() if not getattr(self, key)]
+
+    def summary(self) -> str:
+        if not self.off:
+            return f"sandbox: all protections on ({self.how})"
+        text = f"sandbox: OFF: {', '.join(self.off)} ({self.how})"
+        if self.missing:
+            text += f"; to fix: {'; '.join(self.missing)}"
+        return text
+
+
+def enabled() -> bool:
+    return os.environ.get(SANDBOX_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def _works(cmd: list[str]) -> bool:
+    try:
+        return subprocess.run(cmd, check=False, capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@cache
+def protections() -> Protections:
+    """Probe once what this machine allows (each probe runs `true` in a would-be sandbox)."""
+    if not enabled():
+        return Protections(False, False, False, False, False, f"turned off by {SANDBOX_ENV}=0")
+    root = os.geteuid() == 0
+    missing = []
+    bwrap = shutil.which("bwrap")
+    prlimit = shutil.which("prlimit")
+    setpriv = shutil.which("setpriv")
+    bwrap_ok = bool(bwrap) and _works([bwrap, *_bwrap_base(), "--", "true"])
+    if not bwrap:
+        missing.append("install bubblewrap (apt-get install bubblewrap)")
+    elif not bwrap_ok:
+        missing.append("bwrap cannot create namespaces here (user namespaces disabled?)")
+    unshare = shutil.which("unshare")
+    unshare_flags = ["-n"] if root else ["-rn"]
+    unshare_ok = not bwrap_ok and bool(unshare) and _works([unshare, *unshare_flags, "true"])
+    limits = bool(prlimit)
+    if not limits:
+        missing.append("install util-linux (prlimit)")
+    drop = root and bool(setpriv) and bwrap_ok
+    how = (
+        "bubblewrap" if bwrap_ok else f"unshare {' '.join(unshare_flags)}" if unshare_ok else "none"
+    )
+    return Protections(
+        filesystem=bwrap_ok,
+        network=bwrap_ok or unshare_ok,
+        pid_namespace=bwrap_ok,
+        limits=limits,
+        unprivileged_user=drop or not root,
+        how=how,
+        missing=tuple(missing),
+    )
+
+
+def _bwrap_base() -> list[str]:
+    args = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    args += ["--die-with-parent", "--new-session", "--dev", "/dev", "--proc", "/proc"]
+    args += ["--tmpfs", "/tmp"]
+    for path in SYSTEM_DIRS:
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    if os.geteuid() != 0:
+        args.insert(0, "--unshare-user")
+    return args
+
+
+def _parent_dirs(targets: list[Path]) -> list[str]:
+    """bwrap creates missing mount points as 0700 directories, which an unprivileged kernel
+    cannot traverse: create every parent of a mount point first, world-readable. Parents on
+    the read-only system mounts already exist."""
+    system = [Path(p) for p in SYSTEM_DIRS]
+    parents: set[Path] = set()
+    for target in targets:
+        parents.update(p for p in target.parents if p != Path("/"))
+    args = []
+    for parent in sorted(parents, key=lambda p: len(p.parts)):
+        if parent in {Path("/tmp"), *system} or any(parent.is_relative_to(s) for s in system):
+            continue
+        args += ["--perms", "0755", "--dir", str(parent)]
+    return args
+
+
+def readable_paths() -> list[Path]:
+    """What a grading kernel may read: Python, this package, the data sets."""
+    from dlcourse import data
+
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
+    spec = importlib.util.find_spec("dlcourse")
+    if spec and spec.origin:
+        paths.add(Path(spec.origin).parent)
+    for folder in data.search_dirs():
+        if folder.is_dir():
+            paths.add(folder.resolve())
+    return sorted(p for p in paths if p.exists())
+
+
+@dataclass
+class Scratch:
+    """The only place a sandboxed kernel can write; removed when the kernel is cleaned up."""
+
+    root: Path
+    workdir: Path  # mounted over the kernel's working directory
+    home: Path
+    ipc: Path  # connection file and IPC sockets
+
+    @classmethod
+    def create(cls, cwd: Path) -> Scratch:
+        root = Path(tempfile.mkdtemp(prefix="dlcourse-kernel-"))
+        workdir, home, ipc = root / "work", root / "home", root / "ipc"
+        # The kernel starts in a copy of its working directory (files handed out with the
+        # assignment), so whatever it writes or deletes there never reaches the course.
+        shutil.copytree(cwd, workdir, symlinks=True, ignore=shutil.ignore_patterns("*.ipynb"))
+        home.mkdir()
+        ipc.mkdir()
+        return cls(root, workdir, home, ipc)
+
+    def hand_to(self, uid: int) -> None:
+        for path in [self.root, *self.root.rglob("*")]:
+            os.lchown(path, uid, uid)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def kernel_uid() -> int:
+    return KERNEL_UIDS[secrets.randbelow(len(KERNEL_UIDS))]
+
+
+def drops_privileges(prot: Protections) -> bool:
+    return os.geteuid() == 0 and prot.filesystem and prot.unprivileged_user
+
+
+def wrap_command(
+    cmd: list[str], scratch: Scratch, cwd: Path, limits: Limits, prot: Protections, uid: int
+) -> list[str]:
+    """The kernel command, wrapped in whatever protections this machine has."""
+    env = {
+        "HOME": str(scratch.home),
+        "IPYTHONDIR": str(scratch.home / ".ipython"),
+        "MPLCONFIGDIR": str(scratch.home / ".matplotlib"),
+        "JUPYTER_RUNTIME_DIR": str(scratch.ipc),
+        "TMPDIR": "/tmp",
+    }
+    inner = list(cmd)
+    if prot.limits:
+        inner = [
+            shutil.which("prlimit") or "prlimit",
+            f"--as={limits.memory_mb * 2**20}",
+            f"--cpu={limits.cpu_seconds}",
+            f"--nofile={limits.open_files}",
+            f"--fsize={limits.file_size_mb * 2**20}",
+            "--core=0",
+            *([f"--nproc={limits.processes}"] if prot.unprivileged_user else []),
+            "--",
+            *inner,
+        ]
+    if prot.filesystem:
+        if drops_privileges(prot):
+            drop = [shutil.which("setpriv") or "setpriv", f"--reuid={uid}"]
+            drop += [f"--regid={uid}", "--clear-groups", "--"]
+            inner = drop + inner
+        mounts = [("--ro-bind", path, path) for path in readable_paths()]
+        mounts += [("--bind", scratch.workdir, cwd)]
+        mounts += [("--bind", path, path) for path in (scratch.home, scratch.ipc)]
+        outer = [shutil.which("bwrap") or "bwrap", *_bwrap_base()]
+        outer += _parent_dirs([dest for _, _, dest in mounts])
+        for how, source, dest in mounts:
+            outer += [how, str(source), str(dest)]
+        outer += ["--chdir", str(cwd)]
+        # ipykernel quits when its parent looks like init, as bwrap's init does in the PID
+        # namespace; PID 1 tells it not to watch (bwrap kills the kernel with its parent).
+        outer += ["--setenv", "JPY_PARENT_PID", "1"]
+        for key, value in env.items():
+            outer += ["--setenv", key, value]
+        return [*outer, "--", *inner]
+    env_cmd = ["env", *(f"{k}={v}" for k, v in env.items())]
+    if prot.network:
+        flags = ["-n"] if os.geteuid() == 0 else ["-rn"]
+        return [shutil.which("unshare") or "unshare", *flags, "--", *env_cmd, *inner]
+    return [*env_cmd, *inner]
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels run sandboxed and talk over IPC sockets."""
+
+    limits = Limits()
+
+    async def _async_pre_start_kernel(self, **kw: Any):
+        cwd = Path(kw.get("cwd") or os.getcwd()).resolve()
+        kw["cwd"] = str(cwd)
+        self._sandbox_cwd = cwd
+        self._scratch = Scratch.create(cwd)
+        self.transport = "ipc"
+        self.ip = str(self._scratch.ipc / "kernel")
+        self.connection_file = str(self._scratch.ipc / "kernel.json")
+        # A signal would reach bwrap, not the kernel: interrupt over the control channel.
+        if self.kernel_spec is not None:
+            self.kernel_spec.interrupt_mode = "message"
+        return await super()._async_pre_start_kernel(**kw)
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        cmd = super().format_kernel_cmd(extra_arguments)
+        prot = protections()
+        uid = kernel_uid()
+        if drops_privileges(prot):
+            self._scratch.hand_to(uid)
+        return wrap_command(cmd, self._scratch, self._sandbox_cwd, self.limits, prot, uid)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        scratch = getattr(self, "_scratch", None)
+        if scratch is not None and not restart:
+            scratch.remove()
+
+    cleanup_resources = _async_cleanup_resources
+
+
+def limits_for(assignment: str | None, base: Limits, per_assignment: dict[str, dict]) -> Limits:
+    return replace(base, **per_assignment.get(assignment or "", {}))

@@ -1,0 +1,246 @@
+"""Untrusted code runs sandboxed: each hostile submission costs only its own marks, says why,
+and leaves every other file, grade and submission of the course untouched.
+
+The hostile students below are graded together, in parallel, through the real pipeline
+(nbgrader autograde via `dlcourse.autograde.autograde_all`) on the first worksheet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dlcourse import grading, sandbox
+from dlcourse.autograde import autograde_all
+from dlcourse.release import assignments, nbgrader
+
+REPO = Path(__file__).resolve().parent.parent
+WORKSHEET = "ws01_tensors" if "ws01_tensors" in assignments(REPO) else assignments(REPO)[0]
+# Written by the grader, so allowed to change; everything else must stay byte-identical.
+GRADER_OUTPUTS = ("autograded/", "feedback/", "staged/", "logs/", "backups/", "gradebook.db")
+# Tighter than the course defaults, so the slow cases stay quick; still ample for ws01.
+TEST_LIMITS = """
+c.Execute.timeout = 20
+c.SandboxedExecute.limits = dict(c.SandboxedExecute.limits, memory_mb=4096, processes=256)
+"""
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def course_files(course: Path) -> dict[str, str]:
+    return {k: v for k, v in tree_hashes(course).items() if not k.startswith(GRADER_OUTPUTS)}
+
+
+def hostile_answers(reference: dict[str, str], last: str, port: int) -> dict[str, dict]:
+    """student -> (answers replacing the reference ones, whether the last exercise is lost)."""
+    course_root = "os.path.abspath(os.path.join(os.getcwd(), '..', '..', '..'))"
+    keep = reference[last]
+    return {
+        "fork_bomb": {last: "import os\n\nwhile True:\n    os.fork()\n"},
+        "memory_hog": {last: "hog = []\nwhile True:\n    hog.append(bytearray(2**27))\n"},
+        "cpu_spin": {last: "while True:\n    pass\n"},
+        "sys_exit": {last: "import sys\n\nsys.exit('bye')\n"},
+        "os_exit": {last: "import os\n\nos._exit(3)\n"},
+        "output_flood": {last: keep + "\nfor i in range(200_000):\n    print('spam', i)\n"},
+        "network": {
+            last: keep
+            + f"""
+import socket
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=3).sendall(b"stolen")
+    print("CONNECTED")
+except OSError as err:
+    print("no network:", err)
+"""
+        },
+        "vandal": {
+            last: keep
+            + f"""
+import os, shutil
+root = {course_root}
+for target in ["gradebook.db", "source/{WORKSHEET}/{WORKSHEET}.ipynb", "release/x.ipynb"]:
+    try:
+        with open(os.path.join(root, target), "wb") as f:
+            f.write(b"pwned")
+        print("WROTE", target)
+    except OSError as err:
+        print("could not write", target, type(err).__name__)
+shutil.rmtree(root, ignore_errors=True)
+print("still here:", os.path.exists(os.path.join(root, "gradebook.db")))
+"""
+        },
+        "spy": {
+            last: keep
+            + f"""
+import glob, os
+root = {course_root}
+found = glob.glob(os.path.join(root, "source", "**", "*.ipynb"), recursive=True)
+found += glob.glob(os.path.join(root, "submitted", "**", "*.ipynb"), recursive=True)
+print("LEAKED" if found else "nothing to read", len(found))
+"""
+        },
+        "patcher": {
+            last: "import numpy as np\n\n"
+            "np.testing.assert_allclose = lambda *args, **kwargs: None\n"
+            "np.testing.assert_array_equal = lambda *args, **kwargs: None\n\n"
+            "def ema_update(average, value, decay):\n    return average\n"
+        },
+    }
+
+
+LOSES_LAST = {"fork_bomb", "memory_hog", "cpu_spin", "sys_exit", "os_exit", "patcher"}
+EXPECTED_NOTES = {
+    "memory_hog": "ran out of memory",
+    "cpu_spin": "per-cell time limit",
+    "os_exit": "crashed the kernel",
+    "fork_bomb": "crashed the kernel or cut it off",
+    "patcher": "replaced functions the tests rely on",
+}
+
+
+def with_huge_image(nb: nbformat.NotebookNode, megabytes: int = 30) -> nbformat.NotebookNode:
+    """A submission that carries a huge image in a cell output (saved with outputs)."""
+    import base64
+    import os
+
+    picture = base64.b64encode(os.urandom(megabytes * 2**20 * 3 // 4)).decode()
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"image/png": picture, "text/plain": "x"})
+    ]
+    return nb
+
+
+def printed(path: Path) -> str:
+    """Everything the graded notebook's cells printed (not their source)."""
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.fixture
+def listener():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.5)
+    yield server
+    server.close()
+
+
+def test_all_protections_are_on_here():
+    prot = sandbox.protections()
+    assert not prot.off, f"{prot.summary()} (CI installs bubblewrap; see .ci/run)"
+
+
+def test_missing_bubblewrap_is_said_loudly(monkeypatch):
+    real_which = sandbox.shutil.which
+    monkeypatch.setattr(sandbox.shutil, "which", lambda n: None if n == "bwrap" else real_which(n))
+    sandbox.protections.cache_clear()
+    try:
+        prot = sandbox.protections()
+    finally:
+        sandbox.protections.cache_clear()
+    assert not prot.filesystem and "filesystem isolation" in prot.summary()
+    assert "OFF" in prot.summary() and "apt-get install bubblewrap" in prot.summary()
+    assert prot.network == (prot.how.startswith("unshare"))
+
+
+def test_sandbox_switched_off_is_said_loudly(monkeypatch):
+    monkeypatch.setenv(sandbox.SANDBOX_ENV, "0")
+    sandbox.protections.cache_clear()
+    try:
+        prot = sandbox.protections()
+    finally:
+        sandbox.protections.cache_clear()
+    assert len(prot.off) == 5 and prot.summary().startswith("sandbox: OFF")
+    cmd = [sys.executable, "-c", "print(1)"]
+    scratch = sandbox.Scratch(Path("/x"), Path("/x/w"), Path("/x/h"), Path("/x/i"))
+    wrapped = sandbox.wrap_command(cmd, scratch, Path("/c"), sandbox.Limits(), prot, 1)
+    assert wrapped[-3:] == cmd and wrapped[0] == "env"
+
+
+def test_doctor_reports_the_sandbox():
+    result = subprocess.run(
+        [sys.executable, "-m", "dlcourse", "doctor"], capture_output=True, text=True, check=False
+    )
+    assert "sandbox:" in result.stdout, result.stdout
+
+
+@pytest.mark.slow
+def test_hostile_submissions_cost_only_their_own_marks(tmp_path, listener):
+    course = grading.new_course(tmp_path / "course", REPO, [WORKSHEET])
+    with (course / "nbgrader_config.py").open("a") as config:
+        config.write(TEST_LIMITS)
+    generated = nbgrader(course, "generate_assignment", WORKSHEET, "--force", check=False)
+    assert generated.returncode == 0, generated.stderr
+    release = grading.release_notebooks(course, WORKSHEET)
+    (name, release_nb), (source_nb,) = (
+        next(iter(release.items())),
+        grading.source_notebooks(course, WORKSHEET).values(),
+    )
+    reference = grading.reference_answers(source_nb)
+    full = grading.grade_cells(source_nb)
+    last = list(reference)[-1]
+    lost = set(grading.tests_of(source_nb, last))
+    assert lost
+
+    port = listener.getsockname()[1]
+    students = hostile_answers(reference, last, port)
+    expected = {}
+    for student, answers in students.items():
+        grading.submit(
+            course, WORKSHEET, student, {name: grading.answered(release_nb, reference | answers)}
+        )
+        loses = student in LOSES_LAST
+        expected[student] = {g: (0.0 if loses and g in lost else p) for g, p in full.items()}
+    grading.submit(
+        course,
+        WORKSHEET,
+        "huge_image",
+        {name: with_huge_image(grading.answered(release_nb, reference))},
+    )
+    expected["huge_image"] = dict(full)
+    grading.submit(course, WORKSHEET, "bystander", {name: grading.answered(release_nb, reference)})
+    expected["bystander"] = dict(full)
+
+    before = course_files(course)
+    outcomes = {
+        o.student: o for o in autograde_all(course, WORKSHEET, list(expected), release, workers=2)
+    }
+    after = course_files(course)
+
+    assert after == before, "hostile code changed the course directory"
+    with pytest.raises(TimeoutError):
+        listener.accept()  # nobody reached the host's loopback
+    for student, want in expected.items():
+        got = grading.scores(course, WORKSHEET, student)
+        assert got == pytest.approx(want), (
+            f"{student}: {got} != {want}\n{outcomes[student].log[-3000:]}"
+        )
+    for student, phrase in EXPECTED_NOTES.items():
+        assert any(phrase in note for note in outcomes[student].notes), (
+            student,
+            outcomes[student].notes,
+        )
+
+    graded = {s: course / "autograded" / s / WORKSHEET / f"{name}.ipynb" for s in expected}
+    assert "LEAKED" not in printed(graded["spy"]) and "nothing to read" in printed(graded["spy"])
+    assert "CONNECTED" not in printed(graded["network"])
+    assert "no network" in printed(graded["network"])
+    assert "WROTE" not in printed(graded["vandal"])
+    assert "could not write" in printed(graded["vandal"])
+    for student in ("output_flood", "huge_image"):
+        size = graded[student].stat().st_size
+        assert size < 2_000_000, f"{student}: autograded notebook of {size} bytes"

@@ -23,6 +23,7 @@ to see in the submission, and the report lists every integrity failure for a hum
 from __future__ import annotations
 
 import ast
+import math
 import time
 from typing import Any
 
@@ -137,10 +138,10 @@ class SandboxedExecute(Execute):
         return km
 
     def _cell_timeout(self, cell: NotebookNode) -> int | None:
-        left = self._deadline - time.monotonic()
+        left = math.ceil(self._deadline - time.monotonic())  # a cell cut short ends past it
         if self.timeout is None or self.timeout < 0:
-            return max(self.minimum_cell_timeout, int(left))
-        return max(self.minimum_cell_timeout, min(self.timeout, int(left)))
+            return max(self.minimum_cell_timeout, left)
+        return max(self.minimum_cell_timeout, min(self.timeout, left))
 
     async def _fingerprint(self) -> str | None:
         msg_id = self.kc.execute(

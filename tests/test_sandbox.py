@@ -18,6 +18,7 @@ import pytest
 
 from dlcourse import grading, sandbox
 from dlcourse.autograde import autograde_all
+from dlcourse.notebooks import KERNELSPEC
 from dlcourse.release import assignments, nbgrader
 
 REPO = Path(__file__).resolve().parent.parent
@@ -244,3 +245,75 @@ def test_hostile_submissions_cost_only_their_own_marks(tmp_path, listener):
     for student in ("output_flood", "huge_image"):
         size = graded[student].stat().st_size
         assert size < 2_000_000, f"{student}: autograded notebook of {size} bytes"
+
+
+def notebook(*sources: str, test_cells: tuple[int, ...] = ()) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    for i in test_cells:
+        nb.cells[i].metadata["nbgrader"] = {"grade": True, "solution": False, "points": 1}
+    return nb
+
+
+def run_sandboxed(nb: nbformat.NotebookNode, folder: Path, **traits) -> nbformat.NotebookNode:
+    from dlcourse.safe_execute import SandboxedExecute
+
+    resources = {"metadata": {"path": str(folder)}, "nbgrader": {"assignment": "demo"}}
+    executed, _ = SandboxedExecute(**traits).preprocess(nb, resources)
+    return executed
+
+
+def printed_cells(nb: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def error_names(cell) -> list[str]:
+    return [o.ename for o in cell.outputs if o.output_type == "error"]
+
+
+@pytest.mark.slow
+def test_a_notebook_past_its_time_limit_stops_with_a_reason(tmp_path):
+    nb = notebook("x = 1", "import time\ntime.sleep(30)", "print('after', x)")
+    executed = run_sandboxed(nb, tmp_path, timeout=60, limits={"notebook_seconds": 8})
+    assert "CellTimeoutError" in error_names(executed.cells[1])  # interrupted, as nbgrader does
+    assert error_names(executed.cells[2]) == ["NotebookTimeLimitError"]
+    assert "8 s time limit" in executed.cells[2].outputs[0].evalue
+    assert not [o for o in executed.cells[2].outputs if o.output_type == "stream"]
+
+
+@pytest.mark.slow
+def test_patched_test_helpers_fail_the_tests_run_after(tmp_path):
+    nb = notebook(
+        "import numpy as np\nnp.testing.assert_allclose(1.0, 1.0)",  # a test, before: fine
+        "np.testing.assert_allclose = lambda *a, **k: None",  # the cheat
+        "np.testing.assert_allclose(1.0, 2.0)",  # a test that would now pass
+        "print('not a test')",
+        test_cells=(0, 2),
+    )
+    executed = run_sandboxed(nb, tmp_path, timeout=60)
+    assert error_names(executed.cells[0]) == []
+    assert error_names(executed.cells[2]) == ["GradingIntegrityError"]
+    assert "numpy.testing.assert_allclose" in executed.cells[2].outputs[-1].evalue
+    assert error_names(executed.cells[3]) == []  # only test cells are judged
+
+
+@pytest.mark.slow
+def test_a_kernel_writes_only_to_its_scratch_copy(tmp_path):
+    (tmp_path / "handout.txt").write_text("data shipped with the assignment\n")
+    nb = notebook(
+        "print(open('handout.txt').read().strip())\n"
+        "open('handout.txt', 'w').write('overwritten')\n"
+        "open('new.txt', 'w').write('new')"
+    )
+    executed = run_sandboxed(nb, tmp_path, timeout=60)
+    assert "data shipped with the assignment" in printed_cells(executed)
+    assert (tmp_path / "handout.txt").read_text() == "data shipped with the assignment\n"
+    assert not (tmp_path / "new.txt").exists()
+
+
+def test_limits_per_assignment_override_the_defaults():
+    base = sandbox.Limits(memory_mb=1000, cpu_seconds=10)
+    special = {"ws05_cnn": {"memory_mb": 3000}}
+    assert sandbox.limits_for("ws05_cnn", base, special) == sandbox.Limits(3000, 10)
+    assert sandbox.limits_for("ws01_tensors", base, special) == base

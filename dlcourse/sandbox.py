@@ -207,6 +207,29 @@ class Scratch:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+# What a grading kernel inherits from the grader's environment; everything else (API tokens,
+# credentials, the grader's own settings) stays outside, since a student's code could print it
+# into the feedback they get back.
+KEPT_ENV = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "PYTHONHASHSEED", "PYTHONWARNINGS"}
+KEPT_ENV_PREFIXES = ("LC_", "TF_", "DLCOURSE_", "NBGRADER_", "CUDA_", "OMP_", "MKL_", "JPY_")
+KEPT_ENV_PREFIXES += ("OPENBLAS_", "KMP_", "MPLBACKEND", "PYDEVD_")
+
+
+def kernel_environment(scratch: Scratch) -> dict[str, str]:
+    kept = {
+        key: value
+        for key, value in os.environ.items()
+        if key in KEPT_ENV or key.startswith(KEPT_ENV_PREFIXES)
+    }
+    return kept | {
+        "HOME": str(scratch.home),
+        "IPYTHONDIR": str(scratch.home / ".ipython"),
+        "MPLCONFIGDIR": str(scratch.home / ".matplotlib"),
+        "JUPYTER_RUNTIME_DIR": str(scratch.ipc),
+        "TMPDIR": "/tmp",
+    }
+
+
 def kernel_uid() -> int:
     return KERNEL_UIDS[secrets.randbelow(len(KERNEL_UIDS))]
 
@@ -219,13 +242,7 @@ def wrap_command(
     cmd: list[str], scratch: Scratch, cwd: Path, limits: Limits, prot: Protections, uid: int
 ) -> list[str]:
     """The kernel command, wrapped in whatever protections this machine has."""
-    env = {
-        "HOME": str(scratch.home),
-        "IPYTHONDIR": str(scratch.home / ".ipython"),
-        "MPLCONFIGDIR": str(scratch.home / ".matplotlib"),
-        "JUPYTER_RUNTIME_DIR": str(scratch.ipc),
-        "TMPDIR": "/tmp",
-    }
+    env = kernel_environment(scratch)
     inner = list(cmd)
     if prot.limits:
         inner = [
@@ -254,11 +271,11 @@ def wrap_command(
         outer += ["--chdir", str(cwd)]
         # ipykernel quits when its parent looks like init, as bwrap's init does in the PID
         # namespace; PID 1 tells it not to watch (bwrap kills the kernel with its parent).
-        outer += ["--setenv", "JPY_PARENT_PID", "1"]
+        outer += ["--clearenv", "--setenv", "JPY_PARENT_PID", "1"]
         for key, value in env.items():
             outer += ["--setenv", key, value]
         return [*outer, "--", *inner]
-    env_cmd = ["env", *(f"{k}={v}" for k, v in env.items())]
+    env_cmd = ["env", "-i", *(f"{k}={v}" for k, v in env.items())]
     if prot.network:
         flags = ["-n"] if os.geteuid() == 0 else ["-rn"]
         return [shutil.which("unshare") or "unshare", *flags, "--", *env_cmd, *inner]

@@ -90,6 +90,7 @@ root = {course_root}
 found = glob.glob(os.path.join(root, "source", "**", "*.ipynb"), recursive=True)
 found += glob.glob(os.path.join(root, "submitted", "**", "*.ipynb"), recursive=True)
 print("LEAKED" if found else "nothing to read", len(found))
+print("LEAKED" if os.environ.get("{SECRET_NAME}") else "no secrets")
 """
         },
         "patcher": {
@@ -101,6 +102,7 @@ print("LEAKED" if found else "nothing to read", len(found))
     }
 
 
+SECRET_NAME = "INSTRUCTOR_API_TOKEN"  # set in the grader's environment by the test
 LOSES_LAST = {"fork_bomb", "memory_hog", "cpu_spin", "sys_exit", "os_exit", "patcher"}
 EXPECTED_NOTES = {
     "memory_hog": "ran out of memory",
@@ -180,7 +182,8 @@ def test_doctor_reports_the_sandbox():
 
 
 @pytest.mark.slow
-def test_hostile_submissions_cost_only_their_own_marks(tmp_path, listener):
+def test_hostile_submissions_cost_only_their_own_marks(tmp_path, listener, monkeypatch):
+    monkeypatch.setenv(SECRET_NAME, "s3cret-token")
     course = grading.new_course(tmp_path / "course", REPO, [WORKSHEET])
     with (course / "nbgrader_config.py").open("a") as config:
         config.write(TEST_LIMITS)
@@ -238,6 +241,7 @@ def test_hostile_submissions_cost_only_their_own_marks(tmp_path, listener):
 
     graded = {s: course / "autograded" / s / WORKSHEET / f"{name}.ipynb" for s in expected}
     assert "LEAKED" not in printed(graded["spy"]) and "nothing to read" in printed(graded["spy"])
+    assert "no secrets" in printed(graded["spy"])
     assert "CONNECTED" not in printed(graded["network"])
     assert "no network" in printed(graded["network"])
     assert "WROTE" not in printed(graded["vandal"])

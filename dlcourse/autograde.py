@@ -96,7 +96,8 @@ def find_crashing_cell(path: Path, limits: GradingLimits) -> int | None:
     saved = dict(os.environ)
     os.environ.update(tool_env(NBGRADER_EXECUTION="autograde"))
     try:
-        with client.setup_kernel():
+        # Only the cell index matters here; the kernel's own log lines would be noise.
+        with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
                     continue

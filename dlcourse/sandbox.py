@@ -66,7 +66,7 @@ class Protections:
     network: bool
     pid_namespace: bool
     limits: bool
-    unprivileged_user: bool
+    own_user: bool  # each kernel runs as a user of its own (only possible as root)
     how: str
     missing: tuple[str, ...] = field(default_factory=tuple)
 
@@ -77,7 +77,7 @@ class Protections:
             "network": "network isolation",
             "pid_namespace": "process isolation",
             "limits": "resource limits",
-            "unprivileged_user": "unprivileged user (process limit)",
+            "own_user": "a user of its own per kernel (else the process limit is shared)",
         }
         return [label for key, label in names.items() if not getattr(self, key)]
 
@@ -131,7 +131,7 @@ def protections() -> Protections:
         network=bwrap_ok or unshare_ok,
         pid_namespace=bwrap_ok,
         limits=limits,
-        unprivileged_user=drop or not root,
+        own_user=drop,
         how=how,
         missing=tuple(missing),
     )
@@ -235,7 +235,30 @@ def kernel_uid() -> int:
 
 
 def drops_privileges(prot: Protections) -> bool:
-    return os.geteuid() == 0 and prot.filesystem and prot.unprivileged_user
+    return os.geteuid() == 0 and prot.filesystem and prot.own_user
+
+
+def tasks_of(uid: int) -> int:
+    """Processes and threads of a user now: what RLIMIT_NPROC counts."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    count += len(os.listdir(entry / "task"))
+            except OSError:  # the process ended meanwhile
+                continue
+    return count
+
+
+def process_limit(limits: Limits, prot: Protections) -> int | None:
+    """RLIMIT_NPROC for a kernel: its own budget as a user of its own; as an ordinary user,
+    the budget on top of what that user already runs; as root (which ignores it), none."""
+    if drops_privileges(prot):
+        return limits.processes
+    if os.geteuid() != 0:
+        return limits.processes + tasks_of(os.getuid())
+    return None
 
 
 def wrap_command(
@@ -252,7 +275,7 @@ def wrap_command(
             f"--nofile={limits.open_files}",
             f"--fsize={limits.file_size_mb * 2**20}",
             "--core=0",
-            *([f"--nproc={limits.processes}"] if prot.unprivileged_user else []),
+            *([f"--nproc={nproc}"] if (nproc := process_limit(limits, prot)) else []),
             "--",
             *inner,
         ]

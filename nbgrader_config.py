@@ -80,20 +80,20 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties,
     CheckCellMetadata,
 ]
-# Limits per grading kernel. The heaviest worksheet (ws05_cnn) peaks below 3 GB resident and
-# reserves about 5 GB of address space (TensorFlow maps large arenas up front), so 8 GB of
-# address space is the floor, not a generous guess; a memory blow-up stops there with a
-# MemoryError. CPU seconds and the notebook wall clock are about 10x the slowest reference
-# solution (ws05_cnn: about 60 s on 2 cores); a student's infinite loop is stopped first by
-# the per-cell timeout above. Processes: TensorFlow starts dozens of threads, and threads
-# count; a fork bomb stops at this number.
+# Limits per grading kernel, sized from benchmarks/grading_footprint.py (reference solutions
+# under the autograder, 2 cores): at most 6 s wall, 5 s of CPU, 2.4 GB of address space
+# (TensorFlow maps large arenas up front) and 0.7 GB resident. Address space 6 GB is 2.5x the
+# heaviest; a memory blow-up stops there with a MemoryError. A notebook gets 300 s of wall
+# clock (50x the slowest reference: room for five stopped infinite loops at 60 s each) and
+# 600 CPU seconds (both cores busy for the whole 300 s). Processes: TensorFlow starts dozens
+# of threads, and threads count; a fork bomb stops at this number.
 c.SandboxedExecute.limits = {
-    "memory_mb": 8192,
-    "cpu_seconds": 1200,
+    "memory_mb": 6144,
+    "cpu_seconds": 600,
     "processes": 512,
     "open_files": 1024,
     "file_size_mb": 256,
-    "notebook_seconds": 600,
+    "notebook_seconds": 300,
 }
 # A worksheet that needs more gets its own entry, e.g. {"ws05_cnn": {"memory_mb": 12288}}.
 c.SandboxedExecute.per_assignment = {}

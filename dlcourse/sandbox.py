@@ -50,14 +50,14 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc")
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-kernel limits; sized for the TensorFlow worksheets (see nbgrader_config.py)."""
+    """Per-kernel limits; nbgrader_config.py sets the course's own (and explains them)."""
 
-    memory_mb: int = 8192  # address space; TensorFlow alone reserves ~3 GB of it
-    cpu_seconds: int = 1800  # CPU time of the whole kernel (all threads, all cells)
+    memory_mb: int = 6144  # address space; TensorFlow alone maps about 2 GB of it
+    cpu_seconds: int = 600  # CPU time of the whole kernel (all threads, all cells)
     processes: int = 512  # TensorFlow starts dozens of threads, and threads count
     open_files: int = 1024
     file_size_mb: int = 256  # the largest file the kernel may write
-    notebook_seconds: int = 900  # wall clock for one notebook, all cells together
+    notebook_seconds: int = 300  # wall clock for one notebook, all cells together
 
 
 @dataclass(frozen=True)

@@ -113,9 +113,7 @@ def find_crashing_cell(path: Path, limits: GradingLimits) -> int | None:
     return None
 
 
-def _autograde_one(
-    course: Path, assignment: str, student: str, wall_clock: int
-) -> tuple[bool, str]:
+def autograde_one(course: Path, assignment: str, student: str, wall_clock: int) -> tuple[bool, str]:
     args = (
         "autograde",
         assignment,
@@ -127,15 +125,19 @@ def _autograde_one(
     for _ in range(RETRIES + 1):
         try:
             result = nbgrader(course, *args, check=False, timeout=wall_clock)
-        except subprocess.TimeoutExpired as err:
-            output = (err.stdout or b"") + (err.stderr or b"")
-            return False, output.decode(errors="replace") + f"\n{WALL_CLOCK_MESSAGE}\n"
+        except subprocess.TimeoutExpired as err:  # nbgrader and its sandboxed kernel are gone
+            output = "".join(_text(part) for part in (err.stdout, err.stderr))
+            return False, f"{output}\n{WALL_CLOCK_MESSAGE}\n"
         log = result.stdout + result.stderr
         if "database is locked" not in log:
             break
         time.sleep(1)
     failed = result.returncode != 0 or "There was an error processing assignment" in log
     return not failed, log
+
+
+def _text(data: bytes | str | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else data or ""
 
 
 # What the autograded notebook shows -> the note the student reads.
@@ -168,7 +170,7 @@ def grade_student(
         student,
         release,
     )
-    ok, log = _autograde_one(course, assignment, student, wall_clock)
+    ok, log = autograde_one(course, assignment, student, wall_clock)
     if not ok and WALL_CLOCK_MESSAGE not in log:
         for name in release:
             path = staged.folder / f"{name}.ipynb"
@@ -185,7 +187,7 @@ def grade_student(
                 f"cell {index} of '{name}.ipynb' crashed the kernel or cut it off from the "
                 f"grader; it was skipped and scored as failing, the rest was graded"
             )
-        ok, log = _autograde_one(course, assignment, student, wall_clock)
+        ok, log = autograde_one(course, assignment, student, wall_clock)
     graded = _autograded_text(course, assignment, student)
     staged.notes += [note for marker, note in OUTPUT_NOTES.items() if marker in graded]
     logs = course / "logs" / assignment

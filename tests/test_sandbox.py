@@ -11,6 +11,7 @@ import hashlib
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -334,3 +335,18 @@ def test_grading_still_works_without_bubblewrap(tmp_path, monkeypatch):
     finally:
         sandbox.protections.cache_clear()
     assert "graded 42" in printed_cells(executed)
+
+
+@pytest.mark.slow
+def test_a_grading_run_past_its_wall_clock_is_stopped_and_said(tmp_path):
+    from dlcourse.autograde import WALL_CLOCK_MESSAGE, autograde_one
+
+    course = grading.new_course(tmp_path / "course", REPO, [WORKSHEET])
+    assert nbgrader(course, "generate_assignment", WORKSHEET, "--force").returncode == 0
+    release = grading.release_notebooks(course, WORKSHEET)
+    grading.submit(course, WORKSHEET, "slow", release)
+    (course / "staged").symlink_to(course / "submitted")
+    start = time.monotonic()
+    ok, log = autograde_one(course, WORKSHEET, "slow", wall_clock=3)
+    assert time.monotonic() - start < 30
+    assert not ok and WALL_CLOCK_MESSAGE in log

@@ -225,6 +225,7 @@ def autograde_all(
     # nbgrader creates the gradebook tables on first use; do it once, not in every worker.
     nbgrader(course, "db", "student", "list", check=False)
     outcomes = []
+    start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(grade_student, course, assignment, s, release) for s in students]
         for done, future in enumerate(as_completed(futures), 1):
@@ -237,4 +238,11 @@ def autograde_all(
                 f"{status} ({outcome.seconds:.1f} s)"
             )
             sys.stdout.flush()
+    failed = [o.student for o in outcomes if not o.ok]
+    noted = sum(bool(o.notes) for o in outcomes)
+    progress(
+        f"  {assignment}: {len(outcomes) - len(failed)} graded, {len(failed)} failed"
+        f"{' (' + ', '.join(sorted(failed)) + ')' if failed else ''}, {noted} with notes "
+        f"for the report; {time.perf_counter() - start:.0f} s with {workers} worker(s)"
+    )
     return sorted(outcomes, key=lambda o: o.student)

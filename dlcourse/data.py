@@ -86,8 +86,8 @@ def manifest() -> dict:
     return json.loads((Path(__file__).parent / "manifest.json").read_text())
 
 
-def search_dirs(path: str | os.PathLike | None = None) -> list[Path]:
-    """The directories searched, in order, without duplicates."""
+def candidate_dirs(path: str | os.PathLike | None = None) -> list[Path]:
+    """Every directory searched, in order, as named (duplicates and symlinks kept)."""
     candidates: list[Path] = []
     if path is not None:
         given = Path(path).expanduser()
@@ -97,9 +97,14 @@ def search_dirs(path: str | os.PathLike | None = None) -> list[Path]:
     for base in (Path.cwd(), REPO_ROOT):
         candidates += [base / "data", base.parent / "shared" / "data"]
     candidates.append(Path.home() / ".keras" / "datasets")
+    return candidates
+
+
+def search_dirs(path: str | os.PathLike | None = None) -> list[Path]:
+    """The directories searched, in order, without duplicates."""
     seen: set[Path] = set()
     unique = []
-    for c in candidates:
+    for c in candidate_dirs(path):
         key = c.resolve() if c.exists() else c.absolute()
         if key not in seen:
             seen.add(key)

@@ -165,18 +165,22 @@ def _parent_dirs(targets: list[Path]) -> list[str]:
     return args
 
 
-def readable_paths() -> list[Path]:
-    """What a grading kernel may read: Python, this package, the data sets."""
+def readable_mounts() -> list[tuple[Path, Path]]:
+    """(source, mount point) of what a grading kernel may read: Python, this package and the
+    data sets. Each appears where the kernel will look for it, which may be through a symlink
+    (`../shared/data` often is one), and at its real path; parents are mounted first."""
     from dlcourse import data
 
     paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
     spec = importlib.util.find_spec("dlcourse")
     if spec and spec.origin:
         paths.add(Path(spec.origin).parent)
-    for folder in data.search_dirs():
-        if folder.is_dir():
-            paths.add(folder.resolve())
-    return sorted(p for p in paths if p.exists())
+    paths.update(folder for folder in data.candidate_dirs() if folder.is_dir())
+    mounts = set()
+    for path in paths:
+        real = path.resolve()
+        mounts |= {(real, real), (real, Path(os.path.abspath(path)))}
+    return sorted(mounts, key=lambda m: (len(m[1].parts), str(m[1])))
 
 
 @dataclass
@@ -284,7 +288,7 @@ def wrap_command(
             drop = [shutil.which("setpriv") or "setpriv", f"--reuid={uid}"]
             drop += [f"--regid={uid}", "--clear-groups", "--"]
             inner = drop + inner
-        mounts = [("--ro-bind", path, path) for path in readable_paths()]
+        mounts = [("--ro-bind", source, dest) for source, dest in readable_mounts()]
         mounts += [("--bind", scratch.workdir, cwd)]
         mounts += [("--bind", path, path) for path in (scratch.home, scratch.ipc)]
         outer = [shutil.which("bwrap") or "bwrap", *_bwrap_base()]

@@ -350,3 +350,18 @@ def test_a_grading_run_past_its_wall_clock_is_stopped_and_said(tmp_path):
     ok, log = autograde_one(course, WORKSHEET, "slow", wall_clock=3)
     assert time.monotonic() - start < 30
     assert not ok and WALL_CLOCK_MESSAGE in log
+
+
+@pytest.mark.slow
+def test_data_behind_a_symlink_is_readable_in_the_sandbox(tmp_path, monkeypatch):
+    from dlcourse import data
+
+    real = data.find("mnist").location
+    (tmp_path / "alias").symlink_to(real, target_is_directory=True)
+    monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "alias"))
+    work = tmp_path / "work"
+    work.mkdir()
+    code = "from dlcourse import data\nprint('found at', data.find('mnist').location)"
+    executed = run_sandboxed(notebook(code), work, timeout=60)
+    # Found where it was asked for, not in a later place of the search order.
+    assert f"found at {tmp_path / 'alias'}\n" in printed_cells(executed), executed.cells[0].outputs

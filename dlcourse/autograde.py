@@ -26,7 +26,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from dlcourse import preflight, sandbox
 from dlcourse.release import nbgrader, tool_env
-from dlcourse.safe_execute import INTEGRITY_ERROR, TIME_LIMIT_ERROR
+from dlcourse.safe_execute import INTEGRITY_ERROR, OUTPUT_REMOVED, TIME_LIMIT_ERROR
 
 WALL_CLOCK_MESSAGE = "dlcourse: grading stopped: wall-clock limit for the submission"
 STAGED_DIR = "staged"  # repaired copies of submitted/, what autograde reads
@@ -155,6 +155,7 @@ OUTPUT_NOTES = {
         "helpers) or changed how IPython runs cells; the tests run after that scored 0"
     ),
     "MemoryError": "a cell ran out of memory (the grader's limit); its tests scored 0",
+    OUTPUT_REMOVED: "an output too large to keep (a huge image or text) was removed",
 }
 
 

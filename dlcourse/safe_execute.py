@@ -5,6 +5,8 @@
 
 - starts the kernel through `dlcourse.sandbox.SandboxedKernelManager`, with the limits of the
   assignment being graded;
+- drops any single output larger than `max_output_kb` (a generated 50 MB image, one endless
+  line), leaving a line that says so;
 - enforces a wall-clock limit for the whole notebook: once it is spent, the remaining cells
   are not run and carry an error saying why (nbgrader's per-cell timeout still applies);
 - checks, before every test cell, that the student's code has not replaced the functions
@@ -23,6 +25,7 @@ to see in the submission, and the report lists every integrity failure for a hum
 from __future__ import annotations
 
 import ast
+import json
 import math
 import time
 from typing import Any
@@ -36,6 +39,7 @@ from dlcourse.sandbox import Limits, SandboxedKernelManager, limits_for
 
 INTEGRITY_ERROR = "GradingIntegrityError"
 TIME_LIMIT_ERROR = "NotebookTimeLimitError"
+OUTPUT_REMOVED = "output removed by the grader"
 
 # Functions the worksheets' tests call, directly or through each other.
 WATCHED: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -113,6 +117,11 @@ class SandboxedExecute(Execute):
     per_assignment = Dict(
         help="Limits for one assignment, e.g. {'ws05_cnn': {'memory_mb': 8192}}."
     ).tag(config=True)
+    max_output_kb = Int(
+        2048,
+        help="Largest single output (a stream, an image, a value) kept in the graded notebook, "
+        "in KB; nbgrader's LimitOutput only counts lines.",
+    ).tag(config=True)
     minimum_cell_timeout = Int(
         1, help="Seconds a cell gets when the notebook's time is almost spent."
     ).tag(config=True)
@@ -184,6 +193,7 @@ class SandboxedExecute(Execute):
         if is_test_cell(cell) and self._baseline is not None:
             tampered = changed(self._baseline, await self._fingerprint())
         cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        self._cap_outputs(cell)
         if tampered:
             cell.outputs.append(
                 error_output(
@@ -193,6 +203,30 @@ class SandboxedExecute(Execute):
                 )
             )
         return cell
+
+    def _cap_outputs(self, cell: NotebookNode) -> None:
+        """Drop outputs over the size limit; say so first (LimitOutput keeps the first lines)."""
+        limit = self.max_output_kb * 1024
+        sizes = [len(json.dumps(output)) for output in cell.outputs]
+        removed = [
+            size
+            for output, size in zip(cell.outputs, sizes, strict=True)
+            if size > limit and output.output_type != "error"
+        ]
+        if not removed:
+            return
+        cell.outputs = [
+            NotebookNode(
+                output_type="stream",
+                name="stdout",
+                text=f"[{OUTPUT_REMOVED}: {len(removed)} output(s) of "
+                f"{sum(removed) / 2**20:.1f} MB; the limit is {self.max_output_kb} KB each]\n",
+            )
+        ] + [
+            output
+            for output, size in zip(cell.outputs, sizes, strict=True)
+            if size <= limit or output.output_type == "error"
+        ]
 
     # NotebookClient binds its synchronous wrapper to its own coroutine: bind ours.
     execute_cell = run_sync(async_execute_cell)

@@ -55,7 +55,13 @@ def hostile_answers(reference: dict[str, str], last: str, port: int) -> dict[str
         "cpu_spin": {last: "while True:\n    pass\n"},
         "sys_exit": {last: "import sys\n\nsys.exit('bye')\n"},
         "os_exit": {last: "import os\n\nos._exit(3)\n"},
-        "output_flood": {last: keep + "\nfor i in range(200_000):\n    print('spam', i)\n"},
+        "output_flood": {
+            last: keep + "\nfor i in range(200_000):\n    print('spam', i)\nprint('x' * 2**25)\n"
+        },
+        "image_flood": {
+            last: keep + "\nimport os\nfrom IPython.display import Image, display\n\n"
+            "display(Image(data=os.urandom(2**25), format='png'))\n"
+        },
         "network": {
             last: keep
             + f"""
@@ -111,6 +117,8 @@ EXPECTED_NOTES = {
     "os_exit": "crashed the kernel",
     "fork_bomb": "crashed the kernel or cut it off",
     "patcher": "replaced functions the tests rely on",
+    "output_flood": "too large to keep",
+    "image_flood": "too large to keep",
 }
 
 
@@ -247,7 +255,7 @@ def test_hostile_submissions_cost_only_their_own_marks(tmp_path, listener, monke
     assert "no network" in printed(graded["network"])
     assert "WROTE" not in printed(graded["vandal"])
     assert "could not write" in printed(graded["vandal"])
-    for student in ("output_flood", "huge_image"):
+    for student in ("output_flood", "image_flood", "huge_image"):
         size = graded[student].stat().st_size
         assert size < 2_000_000, f"{student}: autograded notebook of {size} bytes"
 

@@ -1,4 +1,4 @@
-"""Command line: `python -m dlcourse {doctor,demo,release,outputs}`."""
+"""Command line: `python -m dlcourse {doctor,demo,release,outputs,autograde}`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("release", help="regenerate release/ from source/ with nbgrader")
     outputs = sub.add_parser("outputs", help="re-execute walkthroughs in quick mode")
     outputs.add_argument("notebooks", nargs="*", help="default: every notebook in notebooks/")
+    grade = sub.add_parser(
+        "autograde",
+        help="grade every collected submission of a worksheet: in parallel, sandboxed, with "
+        "repairs, feedback, grading notes, a report and grades.csv",
+    )
+    grade.add_argument("worksheet")
+    grade.add_argument("--course", default=".", help="course root (default: here)")
+    grade.add_argument("--workers", type=int, help="concurrent students (default: CPU count)")
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
@@ -28,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         from dlcourse import release
 
         return release.run()
+    if args.command == "autograde":
+        from dlcourse import pipeline
+
+        return pipeline.autograde_command(args.course, args.worksheet, args.workers)
     if args.command == "outputs":
         from dlcourse import outputs as out
 

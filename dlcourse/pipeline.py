@@ -122,10 +122,55 @@ def run(
             if demo_class.SCENARIOS[student][2].get("late"):
                 simulate_late(course, worksheet, student)
         print(f"collected {len(students)} submissions; autograding")
-        outcomes[worksheet] = autograde_all(course, worksheet, students, release_nb, workers)
-        _run(course, "generate_feedback", worksheet, "--force")
-        for outcome in outcomes[worksheet]:
-            report.write_notes(course, worksheet, outcome)
-        reports.append(report.assignment_report(course, worksheet, outcomes[worksheet]))
+        outcomes[worksheet], path = grade(course, worksheet, students, workers)
+        reports.append(path)
+    return Result(course, outcomes, export(course), reports, time.perf_counter() - start)
+
+
+def grade(
+    course: Path, worksheet: str, students: list[str], workers: int | None = None
+) -> tuple[list[Outcome], Path]:
+    """Collected submissions -> autograde (parallel, on repaired copies) -> feedback with
+    grading notes -> the worksheet's report."""
+    release_nb = grading.release_notebooks(course, worksheet)
+    outcomes = autograde_all(course, worksheet, students, release_nb, workers)
+    _run(course, "generate_feedback", worksheet, "--force")
+    for outcome in outcomes:
+        report.write_notes(course, worksheet, outcome)
+    return outcomes, report.assignment_report(course, worksheet, outcomes)
+
+
+def export(course: Path) -> Path:
     nbgrader(course, "export", "--to=grades.csv")
-    return Result(course, outcomes, course / "grades.csv", reports, time.perf_counter() - start)
+    return course / "grades.csv"
+
+
+def collected_students(course: Path, worksheet: str) -> list[str]:
+    submitted = course / "submitted"
+    if not submitted.is_dir():
+        return []
+    return sorted(p.name for p in submitted.iterdir() if (p / worksheet).is_dir())
+
+
+def autograde_command(course_dir: str, worksheet: str, workers: int | None) -> int:
+    """`python -m dlcourse autograde WORKSHEET`: the grading half of the pipeline for a real
+    class, after `nbgrader collect`."""
+    course = Path(course_dir).resolve()
+    if not (course / "nbgrader_config.py").is_file():
+        print(f"{course} is not a course root (no nbgrader_config.py); use --course DIR")
+        return 2
+    if not (course / "release" / worksheet).is_dir():
+        print(f"{worksheet} has no release/ yet: run `nbgrader generate_assignment {worksheet}`")
+        return 2
+    students = collected_students(course, worksheet)
+    if not students:
+        print(
+            f"No collected submissions of {worksheet} in {course / 'submitted'}: run "
+            f"`nbgrader collect {worksheet}` first."
+        )
+        return 2
+    outcomes, path = grade(course, worksheet, students, workers)
+    print(f"grades (CSV): {export(course)}")
+    print(f"feedback:     {course / 'feedback'}/<student>/{worksheet}/")
+    print(f"report:       {path}")
+    return 0 if all(o.ok for o in outcomes) else 1

@@ -157,3 +157,37 @@ def test_regrading_is_identical_and_keeps_manual_grades(demo):
     with Gradebook(db) as gb:
         assert len(gb.students) == n_students
         assert len(gb.find_assignment(WORKSHEET).submissions) == len(demo_class.SCENARIOS)
+
+
+@pytest.mark.slow
+def test_autograde_command_grades_a_collected_class(tmp_path):
+    import subprocess
+    import sys
+
+    from dlcourse.release import nbgrader, tool_env
+
+    course = grading.new_course(tmp_path / "course", REPO, [WORKSHEET])
+    assert nbgrader(course, "generate_assignment", WORKSHEET, "--force").returncode == 0
+    release = grading.release_notebooks(course, WORKSHEET)
+    source = grading.source_notebooks(course, WORKSHEET)
+    reference = {k: v for nb in source.values() for k, v in grading.reference_answers(nb).items()}
+    answered = {name: grading.answered(nb, reference) for name, nb in release.items()}
+    grading.submit(course, WORKSHEET, "ada", answered)
+    grading.submit(course, WORKSHEET, "ben", release)
+
+    command = [sys.executable, "-m", "dlcourse", "autograde", WORKSHEET, "--course", str(course)]
+    result = subprocess.run(
+        [*command, "--workers", "2"], env=tool_env(), capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {r["student_id"]: r for r in csv.DictReader((course / "grades.csv").open())}
+    assert float(rows["ada"]["score"]) == float(rows["ada"]["max_score"]) > 0
+    assert float(rows["ben"]["score"]) == 0
+    assert (course / "reports" / f"{WORKSHEET}.md").is_file()
+    assert list((course / "feedback" / "ada" / WORKSHEET).glob("*.html"))
+
+    empty = grading.new_course(tmp_path / "empty", REPO, [WORKSHEET])
+    result = subprocess.run(
+        [*command[:-1], str(empty)], env=tool_env(), capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2 and "generate_assignment" in result.stdout

@@ -132,13 +132,14 @@ class SandboxedExecute(Execute):
         self.timeout_func = self._cell_timeout
         self._deadline = float("inf")
         self._baseline: str | None = None
+        self._baseline_taken = False
         self._active = Limits()
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
         assignment = (resources or {}).get("nbgrader", {}).get("assignment")
         self._active = limits_for(assignment, Limits(**self.limits), self.per_assignment)
         self._deadline = time.monotonic() + self._active.notebook_seconds
-        self._baseline = None
+        self._baseline, self._baseline_taken = None, False
         return super().preprocess(nb, resources, km)
 
     def create_kernel_manager(self):
@@ -156,13 +157,18 @@ class SandboxedExecute(Execute):
         msg_id = self.kc.execute(
             "", silent=True, store_history=False, user_expressions={"fp": FINGERPRINT}
         )
-        reply = await self.async_wait_for_reply(msg_id)
+        try:
+            reply = await self.async_wait_for_reply(msg_id)
+        except Exception:  # noqa: BLE001 - an unresponsive kernel: the check cannot vouch
+            return None
         result = (reply or {}).get("content", {}).get("user_expressions", {}).get("fp", {})
         if result.get("status") != "ok":
             return None
         return ast.literal_eval(result["data"]["text/plain"])
 
     async def _take_baseline(self) -> None:
+        """Before any student code runs: the fingerprint every test cell is compared with."""
+        self._baseline_taken = True
         msg_id = self.kc.execute(PRELOAD, silent=True, store_history=False)
         await self.async_wait_for_reply(msg_id)
         self._baseline = await self._fingerprint()
@@ -187,7 +193,7 @@ class SandboxedExecute(Execute):
                 )
             ]
             return cell
-        if self._baseline is None:
+        if not self._baseline_taken:
             await self._take_baseline()
         tampered: list[str] = []
         if is_test_cell(cell) and self._baseline is not None:

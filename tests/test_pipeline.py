@@ -7,11 +7,11 @@ structure (each test cell checks the answer cell just above it).
 from __future__ import annotations
 
 import csv
-import hashlib
 from pathlib import Path
 
 import nbformat
 import pytest
+from tree import tree_hashes
 
 from dlcourse import demo_class, grading, pipeline
 from dlcourse.autograde import autograde_all
@@ -59,14 +59,6 @@ EXPECTED_NOTES = {
     "leo": "could not be read",
     "mia": "after the due date (late)",
 }
-
-
-def tree_hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")

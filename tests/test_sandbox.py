@@ -7,7 +7,6 @@ The hostile students below are graded together, in parallel, through the real pi
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from tree import tree_hashes
 
 from dlcourse import grading, sandbox
 from dlcourse.autograde import autograde_all
@@ -31,14 +31,6 @@ TEST_LIMITS = """
 c.Execute.timeout = 20
 c.SandboxedExecute.limits = dict(c.SandboxedExecute.limits, memory_mb=4096, processes=256)
 """
-
-
-def tree_hashes(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def course_files(course: Path) -> dict[str, str]:

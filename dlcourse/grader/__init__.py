@@ -1,0 +1,1 @@
+"""Grader side: verdicts decided in the grader's own process."""

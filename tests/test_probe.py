@@ -1,0 +1,552 @@
+"""Hidden tests decided outside the student's kernel: probe encoding, comparison, verdicts."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+
+import nbformat
+import numpy as np
+import pytest
+from nbgrader.utils import determine_grade
+
+from dlcourse import probe
+from dlcourse.grader.verdict import (
+    MethodRule,
+    Probe,
+    apply,
+    compare,
+    decide,
+    decode,
+    expectation,
+    expected_from,
+    load_expected,
+    method_violations,
+    probes_of,
+    save_expected,
+)
+
+POINTS = 2.0
+
+
+def roundtrip(value):
+    return decode(json.loads(json.dumps(probe.encode(value), allow_nan=False)))
+
+
+def p(key, value, **kw) -> Probe:
+    return Probe(key, probe.encode(value), **kw)
+
+
+def graded_cell(*outputs) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell("hidden test")
+    cell.metadata["nbgrader"] = {
+        "grade": True,
+        "solution": False,
+        "locked": True,
+        "points": POINTS,
+        "grade_id": "t1",
+    }
+    cell.outputs = [nbformat.from_dict(o) for o in outputs]
+    return cell
+
+
+def recorded(key, value, **kw) -> dict:
+    payload = {"key": key, "value": probe.encode(value), "rtol": 1e-5, "atol": 1e-6}
+    payload |= {"hint": "", "dtype": False} | kw
+    return {"output_type": "display_data", "data": {probe.MIME: payload}, "metadata": {}}
+
+
+def stream(name: str, text: str) -> dict:
+    return {"output_type": "stream", "name": name, "text": text}
+
+
+def error(ename="AssertionError", evalue="") -> dict:
+    return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": []}
+
+
+def grade(cell) -> float:
+    return determine_grade(cell)[0]
+
+
+# --- encoding --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, False, 0, -7, 2**70, 1.5, "Adam", "", [1, "a", None], {"a": [1, 2]}, {}],
+)
+def test_plain_values_round_trip(value):
+    assert roundtrip(value) == value
+    assert type(roundtrip(value)) is type(value)
+
+
+def test_tuples_become_lists():
+    assert roundtrip((1, (2, 3))) == [1, [2, 3]]
+
+
+@pytest.mark.parametrize("x", [math.nan, math.inf, -math.inf])
+def test_non_finite_floats_round_trip(x):
+    encoded = probe.encode(x)
+    assert "__float__" in encoded
+    assert roundtrip(x) == x or (math.isnan(x) and math.isnan(roundtrip(x)))
+
+
+def test_numpy_scalars_become_python_numbers():
+    assert roundtrip(np.float32(0.5)) == 0.5 and type(roundtrip(np.float32(0.5))) is float
+    assert roundtrip(np.int64(3)) == 3 and type(roundtrip(np.int64(3))) is int
+    assert roundtrip(np.bool_(True)) is True
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64", "uint8", "bool"])
+def test_arrays_round_trip(dtype):
+    arr = (np.arange(24).reshape(2, 3, 4) % 3).astype(dtype)
+    back = roundtrip(arr)
+    assert back.dtype == arr.dtype and back.shape == arr.shape
+    np.testing.assert_array_equal(back, arr)
+
+
+def test_arrays_with_nan_and_zero_size_round_trip():
+    back = roundtrip(np.array([1.0, np.nan, -np.inf]))
+    np.testing.assert_array_equal(back, [1.0, np.nan, -np.inf])
+    assert roundtrip(np.zeros((0, 3))).shape == (0, 3)
+    assert roundtrip(np.array(2.5)).shape == ()
+
+
+def test_tensorflow_tensors_and_variables():
+    tf = pytest.importorskip("tensorflow")
+    t = tf.constant([[1.0, 2.0]], dtype=tf.float32)
+    v = tf.Variable([1, 2, 3])
+    assert roundtrip(t).dtype == np.float32 and roundtrip(t).shape == (1, 2)
+    np.testing.assert_array_equal(roundtrip(v), [1, 2, 3])
+    assert roundtrip({"w": v, "b": tf.constant(0.5)})["b"].item() == 0.5
+
+
+def test_other_objects_are_named_not_pickled():
+    class Secret:
+        pass
+
+    assert probe.encode(Secret()) == {"__repr__": "Secret"}
+    assert probe.encode({1: 2}) == {"__repr__": "dict"}
+    assert probe.encode(np.array([1 + 2j])) == {"__repr__": "ndarray[complex128]"}
+
+
+def test_dicts_that_look_like_tags_stay_dicts():
+    value = {"__error__": "not an error"}
+    assert roundtrip(value) == value
+    assert compare(p("k", value), p("k", value)) is None
+
+
+def test_size_and_depth_are_bounded():
+    assert probe.encode(np.zeros(probe.MAX_ELEMENTS + 1)) == {"__error__": "too large"}
+    assert probe.encode([0] * (probe.MAX_ELEMENTS + 1)) == {"__error__": "too large"}
+    deep: list = []
+    for _ in range(probe.MAX_DEPTH + 5):
+        deep = [deep]
+    assert probe.encode(deep) == {"__error__": "too large"}
+    loop: list = []
+    loop.append(loop)
+    assert probe.encode(loop) == {"__error__": "too large"}
+
+
+def test_a_broken_array_is_an_error_not_a_crash():
+    class Hostile:
+        def __array__(self, *a, **k):
+            raise RuntimeError("boom")
+
+    assert probe.encode(Hostile()) == {"__error__": "could not encode: RuntimeError: boom"}
+
+
+def test_record_and_record_call_emit_payloads(monkeypatch):
+    sent = []
+    monkeypatch.setattr(probe, "_emit", sent.append)
+    probe.record("a", np.ones(2), rtol=0.1, hint="h", dtype=True)
+    probe.record_call("b", lambda x: 1 / x, 0)
+    probe.record_call("c", lambda x, y=1: x + y, 1, y=2, atol=0.5)
+    probe.method(uses=("tf.GradientTape",), forbids=("numpy",), hint="tf only")
+    assert sent[0] == {
+        "key": "a",
+        "value": {"__ndarray__": {"dtype": "float64", "shape": [2], "data": [1.0, 1.0]}},
+        "rtol": 0.1,
+        "atol": 1e-6,
+        "hint": "h",
+        "dtype": True,
+    }
+    assert sent[1]["value"] == {"__error__": "ZeroDivisionError: division by zero"}
+    assert sent[2]["value"] == 3 and sent[2]["atol"] == 0.5
+    assert sent[3] == {
+        "key": "__method__",
+        "uses": ["tf.GradientTape"],
+        "forbids": ["numpy"],
+        "hint": "tf only",
+    }
+    for payload in sent:
+        json.dumps(payload, allow_nan=False)
+
+
+# --- comparing -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("want", "got"),
+    [
+        (0.5, np.float32(0.5)),
+        (1, 1.0),
+        (1.0, 1),
+        (3, np.int64(3)),
+        (np.array([3.0, 4.0]), np.array([3, 4])),  # float64 counts vs int counts
+        (np.array([3, 4]), np.array([3.0, 4.0])),
+        (2.5, np.array(2.5)),  # scalar vs 0-d array
+        (2.5, np.array([2.5])),  # scalar vs one-element array
+        (np.array(2.5), 2.5),
+        (np.float32(0.1) * 3, 0.3),
+        (math.nan, math.nan),
+        (np.array([np.nan, 1.0]), np.array([np.nan, 1.0])),
+        ([1, (2.0, "x")], (1.0, [2, "x"])),
+        ({"loss": 0.25, "acc": 1}, {"acc": 1.0, "loss": np.float32(0.25)}),
+        (True, np.bool_(True)),
+        ("Adam", "Adam"),
+        (None, None),
+    ],
+)
+def test_fair_comparisons_pass(want, got):
+    assert compare(p("k", want), p("k", got)) is None
+
+
+def test_tensorflow_results_compare_with_numpy_references():
+    tf = pytest.importorskip("tensorflow")
+    assert compare(p("k", np.eye(2)), p("k", tf.eye(2))) is None
+    assert compare(p("k", 0.5), p("k", tf.constant(0.5))) is None
+
+
+@pytest.mark.parametrize(
+    ("want", "got", "message"),
+    [
+        (np.zeros((1, 3, 3, 3)), np.zeros((1, 3, 4, 3)), "shape (1, 3, 3, 3) expected, got"),
+        (np.arange(27.0), np.arange(27.0) + (np.arange(27) < 4) * 2, "4 of 27 positions"),
+        ("Adam", "AdamW", "expected Adam, got AdamW"),
+        (True, 1, "expected True, got 1"),
+        (1, True, "expected 1, got True"),
+        (True, np.array(1), "expected True"),
+        (np.array([True, False]), np.array([1, 0]), "expected an array of bool"),
+        (3, 4, "expected 3, got 4"),
+        (2**60, 2**60 + 1, "expected"),
+        (0.5, 0.6, "expected 0.5, got 0.6"),
+        (0.5, "0.5", "expected 0.5, got 0.5"),
+        (None, 0, "expected None, got 0"),
+        ([1, 2], [1, 2, 3], "list of 2, got a list of 3"),
+        ([1, 2], np.array([1, 2]), "expected a list"),
+        ({"a": 1}, {"b": 1}, "keys differ"),
+        ({"a": 1}, {"a": 2}, "['a'] expected 1, got 2"),
+        (np.ones(3), 1.0, "expected an array of shape (3,)"),
+        (math.nan, 1.0, "expected nan"),
+    ],
+)
+def test_discriminating_comparisons_fail(want, got, message):
+    result = compare(p("center_crop(wide, 3)", want), p("center_crop(wide, 3)", got))
+    assert result is not None and result.startswith("center_crop(wide, 3): ")
+    assert message in result
+
+
+def test_dtype_is_checked_only_when_asked():
+    f32, f64 = np.ones(2, np.float32), np.ones(2, np.float64)
+    assert compare(p("k", f32), p("k", f64)) is None
+    assert "dtype float32 expected, got float64" in compare(p("k", f32, dtype=True), p("k", f64))
+
+
+def test_tolerances_and_hint_come_from_expected_only():
+    loose = dict(rtol=1e9, atol=1e9, hint="forged")
+    message = compare(p("k", np.ones(3), hint="normalise first"), p("k", np.zeros(3), **loose))
+    assert message == (
+        "k: values differ at 3 of 3 positions (largest difference 1) (hint: normalise first)"
+    )
+    assert compare(p("k", 1.0, rtol=0.1), p("k", 1.05, rtol=0)) is None
+
+
+def test_errors_never_equal_anything():
+    err = {"__error__": "TypeError: nope"}
+    assert compare(p("k", 1), Probe("k", err)) == "k: raised TypeError: nope"
+    assert compare(Probe("k", err), Probe("k", err)) is not None
+    assert compare(p("k", 1), None) == "k: no value was recorded"
+
+
+def test_redacted_messages_hide_expected_values():
+    message = compare(p("opt", "Adam"), p("opt", "AdamW"), reveal=False)
+    assert message == "opt: wrong value (got AdamW)"
+
+
+# --- reading cells ---------------------------------------------------------------------------
+
+
+def test_probes_of_reads_dicts_and_json_strings():
+    as_string = recorded("b", 2)
+    as_string["data"][probe.MIME] = json.dumps(as_string["data"][probe.MIME])
+    method = {"key": "__method__", "uses": ["a"], "forbids": [], "hint": ""}
+    cell = graded_cell(
+        recorded("a", 1),
+        as_string,
+        {"output_type": "display_data", "data": {probe.MIME: method}},
+        stream("stdout", "hello"),
+    )
+    probes, rule, problems = probes_of(cell)
+    assert set(probes) == {"a", "b"} and probes["b"].value == 2
+    assert rule == MethodRule(("a",), (), "")
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "not json {",
+        "[1, 2]",
+        42,
+        {"key": "a"},
+        {"key": 3, "value": 1, "rtol": 0, "atol": 0, "hint": "", "dtype": False},
+        {"key": "a", "value": 1, "rtol": -1, "atol": 0, "hint": "", "dtype": False},
+        {"key": "a", "value": 1, "rtol": "x", "atol": 0, "hint": "", "dtype": False},
+        {"key": "a", "value": 1, "rtol": 0, "atol": 0, "hint": "", "dtype": "yes"},
+        {"key": "a", "value": {"__float__": "zzz"}, "rtol": 0, "atol": 0, "hint": "", "dtype": 0},
+        {"key": "a", "value": {"__ndarray__": {"dtype": "O", "shape": [1], "data": [1]}}},
+        {"key": "__method__", "uses": "np", "forbids": [], "hint": ""},
+    ],
+)
+def test_malformed_payloads_are_problems_not_crashes(payload):
+    out = {"output_type": "display_data", "data": {probe.MIME: payload}, "metadata": {}}
+    probes, rule, problems = probes_of(graded_cell(out))
+    assert probes == {} and rule is None and len(problems) == 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"__ndarray__": {"dtype": "float64", "shape": [2], "data": [1.0]}},
+        {"__ndarray__": {"dtype": "object", "shape": [1], "data": [1]}},
+        {"__ndarray__": {"dtype": "V8", "shape": [1], "data": [1]}},
+        {"__ndarray__": {"dtype": "[('a', 'i4')]", "shape": [1], "data": [1]}},
+        {"__ndarray__": {"dtype": "float64", "shape": [-1], "data": []}},
+        {"__ndarray__": {"dtype": "float64", "shape": [1], "data": [[1.0]]}},
+        {"__ndarray__": {"dtype": "int8", "shape": [1], "data": ["x"]}},
+        {"__ndarray__": {"dtype": "float64", "shape": [10**9, 10**9], "data": []}},
+        {"__repr__": 3},
+        [float("nan")],
+    ],
+)
+def test_malformed_values_are_rejected(value):
+    cell = graded_cell(recorded("a", None) | {})
+    cell.outputs[0]["data"][probe.MIME]["value"] = value
+    probes, _, problems = probes_of(cell)
+    assert probes == {} and problems and problems[0].startswith("a recorded value is malformed")
+
+
+def test_a_key_recorded_twice_is_a_problem():
+    _, _, problems = probes_of(graded_cell(recorded("a", 1), recorded("a", 2)))
+    assert problems == ["a: recorded twice"]
+    verdict = decide(graded_cell(recorded("a", 1), recorded("a", 2)), {"a": p("a", 1)}, None, [])
+    assert not verdict.passed
+
+
+# --- verdicts and outputs --------------------------------------------------------------------
+
+
+def decided(cell, expected, rule=None, sources=(), **kw):
+    verdict = decide(cell, expected, rule, list(sources))
+    apply(cell, verdict, **kw)
+    return verdict, grade(cell)
+
+
+def test_right_answer_gets_full_points():
+    verdict, points = decided(graded_cell(recorded("a", 1.0)), {"a": p("a", 1)})
+    assert verdict.passed and verdict.checked == 1 and points == POINTS
+    assert verdict.messages == []
+
+
+@pytest.mark.parametrize("text", ["16", "2"])
+def test_forged_execute_result_before_a_failure_gives_zero(text):
+    forged = {
+        "output_type": "execute_result",
+        "execution_count": 3,
+        "data": {"text/plain": text},
+        "metadata": {},
+    }
+    cell = graded_cell(forged, recorded("a", 5), error())
+    if float(text) > POINTS:  # what nbgrader alone does: crash the grading of this notebook
+        with pytest.raises(ValueError, match="greater than maximum"):
+            grade(cell)
+    else:  # or give full points
+        assert grade(cell) == POINTS
+    verdict, points = decided(cell, {"a": p("a", 4)})
+    assert not verdict.passed and points == 0
+    assert cell.outputs[0].output_type == "error" and cell.outputs[0].ename == "TestFailed"
+    assert all(o.output_type != "execute_result" for o in cell.outputs)
+    assert all(probe.MIME not in o.get("data", {}) for o in cell.outputs)
+
+
+def test_forged_execute_result_without_error_gives_zero_on_a_wrong_value():
+    forged = {"output_type": "execute_result", "data": {"text/plain": "2"}, "metadata": {}}
+    cell = graded_cell(forged, recorded("a", 5))
+    assert decided(cell, {"a": p("a", 4)})[1] == 0
+
+
+def test_a_right_answer_with_a_zero_execute_result_still_gets_full_points():
+    low = {"output_type": "execute_result", "data": {"text/plain": "0"}, "metadata": {}}
+    cell = graded_cell(recorded("a", 4), low)
+    assert decided(cell, {"a": p("a", 4)})[1] == POINTS
+    assert cell.outputs[0].output_type == "display_data"  # still shown to the student
+
+
+def test_stderr_only_output_gets_full_points_and_stays_visible():
+    warning = "UserWarning: Do not pass an `input_shape`\n  super().__init__(\n"
+    cell = graded_cell(stream("stderr", warning), recorded("a", 1))
+    assert grade(cell) == 0  # what nbgrader alone would give
+    verdict, points = decided(cell, {"a": p("a", 1)})
+    assert points == POINTS
+    assert cell.outputs[0] == {
+        "output_type": "stream",
+        "name": "stdout",
+        "text": "[stderr] UserWarning: Do not pass an `input_shape`\n[stderr]   super().__init__(\n",
+    }
+    assert cell.outputs[-1].text == "hidden checks passed (1)\n"
+
+
+def test_stdout_and_displays_are_kept():
+    image = {"output_type": "display_data", "data": {"image/png": "iVBOR"}, "metadata": {}}
+    cell = graded_cell(stream("stdout", "epoch 1\n"), image, recorded("a", 1))
+    decided(cell, {"a": p("a", 1)})
+    assert [o.output_type for o in cell.outputs] == ["stream", "display_data", "stream"]
+    assert cell.outputs[0].text == "epoch 1\n" and cell.outputs[1].data == image["data"]
+
+
+def test_error_output_gives_zero_even_with_right_values():
+    cell = graded_cell(recorded("a", 1), error("ValueError", "bad"))
+    verdict, points = decided(cell, {"a": p("a", 1)})
+    assert points == 0 and verdict.messages == ["the test raised ValueError: bad"]
+    assert [o.output_type for o in cell.outputs] == ["error", "error"]
+
+
+def test_no_expected_values_means_no_error_output():
+    assert decided(graded_cell(stream("stdout", "hi")), {})[1] == POINTS
+    assert decided(graded_cell(error()), {})[1] == 0
+
+
+def test_missing_keys_fail_and_extra_keys_are_ignored():
+    cell = graded_cell(recorded("a", 1), recorded("extra", 9))
+    verdict, points = decided(cell, {"a": p("a", 1), "b": p("b", 2)})
+    assert points == 0 and verdict.messages == ["b: no value was recorded"]
+    assert decided(graded_cell(recorded("a", 1), recorded("x", 9)), {"a": p("a", 1)})[1] == POINTS
+
+
+def test_failure_text_hides_expected_values_unless_asked():
+    cell = graded_cell(recorded("opt", "AdamW"))
+    decided(cell, {"opt": p("opt", "Adam")})
+    assert "Adam," not in cell.outputs[0].evalue and "AdamW" in cell.outputs[0].evalue
+    cell = graded_cell(recorded("opt", "AdamW"))
+    decided(cell, {"opt": p("opt", "Adam")}, show_hidden_values=True)
+    assert cell.outputs[0].evalue == "opt: expected Adam, got AdamW"
+    assert cell.outputs[0].traceback[1] == "  - opt: expected Adam, got AdamW"
+
+
+def test_the_outputs_stay_valid_nbformat():
+    cell = graded_cell(stream("stderr", "w\n"), recorded("a", 2), error())
+    decided(cell, {"a": p("a", 1)})
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    nbformat.validate(nb)
+
+
+# --- method rules ----------------------------------------------------------------------------
+
+NUMPY_ANSWER = "import numpy as np\n\ndef total(x):\n    return np.sum(x)\n"
+TF_ANSWER = (
+    "import tensorflow as tf\n\ndef grad(f, x):\n    with tf.GradientTape() as t:\n"
+    "        t.watch(x)\n        y = f(x)\n    return t.gradient(y, x)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "violates"),
+    [
+        (NUMPY_ANSWER, True),
+        ("import numpy\nx = numpy.ones(2)", True),
+        ("from numpy import sum as s", True),
+        ("import numpy.linalg as la", True),
+        ("import math\nmath.sqrt(2)", True),
+        ("m = __import__('numpy')", True),
+        ("import importlib\nm = importlib.import_module('math')", True),
+        ("def f(x):\n    return x.sum()", False),
+        ("import tensorflow as tf\ntf.reduce_sum([1])", False),
+    ],
+)
+def test_forbidden_names(source, violates):
+    rule = MethodRule(forbids=("numpy", "np", "math"), hint="use TensorFlow ops only")
+    found = method_violations(rule, [source])
+    assert bool(found) is violates
+    if violates:
+        assert found[0].endswith("(hint: use TensorFlow ops only)")
+
+
+def test_required_names_by_attribute_and_import():
+    rule = MethodRule(uses=("GradientTape",))
+    assert method_violations(rule, [TF_ANSWER]) == []
+    assert method_violations(MethodRule(uses=("tf.GradientTape",)), [TF_ANSWER]) == []
+    assert method_violations(rule, ["from tensorflow import GradientTape"]) == []
+    assert method_violations(rule, ["def grad(f, x):\n    return None"]) == [
+        "the answer should use GradientTape"
+    ]
+
+
+def test_names_from_several_answer_cells_count_together():
+    assert method_violations(MethodRule(uses=("tf", "f")), ["import tensorflow as tf", "f()"]) == []
+
+
+def test_unparseable_answers_and_magics():
+    rule = MethodRule(uses=("x",), hint="write a loop")
+    assert method_violations(rule, ["def f(:\n"]) == [
+        "the answer could not be parsed (hint: write a loop)"
+    ]
+    assert method_violations(rule, ["%timeit 1\nx = 1\n!ls"]) == []
+
+
+def test_method_violations_fail_the_verdict():
+    rule = MethodRule(forbids=("np",), hint="no numpy")
+    verdict, points = decided(graded_cell(recorded("a", 1)), {"a": p("a", 1)}, rule, [NUMPY_ANSWER])
+    assert points == 0 and verdict.messages == ["the answer must not use np (hint: no numpy)"]
+    assert verdict.checked == 2
+
+
+# --- expected values -------------------------------------------------------------------------
+
+
+def master_notebook(*test_outputs) -> nbformat.NotebookNode:
+    solution = nbformat.v4.new_code_cell("def f(x):\n    return x")
+    solution.metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": "s1"}
+    return nbformat.v4.new_notebook(cells=[solution, graded_cell(*test_outputs)])
+
+
+def test_expected_from_save_and_load(tmp_path):
+    method = {"key": "__method__", "uses": ["f"], "forbids": ["np"], "hint": "h"}
+    nb = master_notebook(
+        recorded("a", np.ones(2), rtol=0.01),
+        {"output_type": "display_data", "data": {probe.MIME: method}, "metadata": {}},
+    )
+    data = expected_from(nb)
+    path = tmp_path / "expected.json"
+    save_expected(path, data)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    loaded = load_expected(path)
+    assert loaded == data
+    expected, rule = expectation(loaded, "t1")
+    assert expected["a"].rtol == 0.01 and rule == MethodRule(("f",), ("np",), "h")
+    assert expectation(loaded, "missing") == ({}, None)
+
+
+def test_save_expected_tightens_an_existing_file(tmp_path):
+    path = tmp_path / "expected.json"
+    path.write_text("{}")
+    os.chmod(path, 0o644)
+    save_expected(path, {})
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_expected_from_refuses_a_failing_reference():
+    with pytest.raises(ValueError, match="t1"):
+        expected_from(master_notebook(recorded("a", 1), error()))

@@ -404,7 +404,8 @@ def test_stderr_only_output_gets_full_points_and_stays_visible():
     assert cell.outputs[0] == {
         "output_type": "stream",
         "name": "stdout",
-        "text": "[stderr] UserWarning: Do not pass an `input_shape`\n[stderr]   super().__init__(\n",
+        "text": "[stderr] UserWarning: Do not pass an `input_shape`\n"
+        "[stderr]   super().__init__(\n",
     }
     assert cell.outputs[-1].text == "hidden checks passed (1)\n"
 

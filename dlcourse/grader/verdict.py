@@ -174,8 +174,8 @@ def probes_of(cell: Any) -> tuple[dict[str, Probe], MethodRule | None, list[str]
     for output in cell.get("outputs", []):
         if output.get("output_type") not in ("display_data", "execute_result"):
             continue
-        data = output.get("data") or {}
-        if MIME not in data:
+        data = output.get("data")
+        if not isinstance(data, dict) or MIME not in data:
             continue
         try:
             payload = _payload(data[MIME])
@@ -266,7 +266,9 @@ def _diff(want: Any, have: Any, exp: Probe, reveal: bool) -> str | None:
         return f"raised {have.message}"
     if isinstance(want, np.ndarray):
         return _diff_array(want, have, exp, reveal)
-    if isinstance(want, bool) or want is None or isinstance(want, (str, _Repr)):
+    if isinstance(want, bool):
+        return _diff_exact(want, _as_scalar(have, "b"), reveal)
+    if want is None or isinstance(want, (str, _Repr)):
         return _diff_exact(want, have, reveal)
     if isinstance(want, (int, float)):
         return _diff_number(want, have, exp, reveal)
@@ -307,9 +309,9 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def _as_scalar(x: Any) -> Any:
-    """A 0-d or one-element numeric array as a Python number; anything else unchanged."""
-    if isinstance(x, np.ndarray) and x.size == 1 and x.dtype.kind in "iuf":
+def _as_scalar(x: Any, kinds: str = "iuf") -> Any:
+    """A 0-d or one-element array of one of `kinds` as a Python scalar; anything else unchanged."""
+    if isinstance(x, np.ndarray) and x.size == 1 and x.dtype.kind in kinds:
         return x.reshape(()).item()
     return x
 
@@ -318,11 +320,17 @@ def _diff_number(want: Any, have: Any, exp: Probe, reveal: bool) -> str | None:
     have = _as_scalar(have)
     if not _is_number(have):
         return _expected_got(want, have, reveal)
+    return None if _same_number(want, have, exp) else _expected_got(want, have, reveal)
+
+
+def _same_number(want: int | float, have: int | float, exp: Probe) -> bool:
     if isinstance(want, int) and isinstance(have, int):
-        same = want == have
-    else:
-        same = bool(np.isclose(have, want, rtol=exp.rtol, atol=exp.atol, equal_nan=True))
-    return None if same else _expected_got(want, have, reveal)
+        return want == have
+    try:
+        w, h = float(want), float(have)
+    except OverflowError:
+        return False
+    return bool(np.isclose(h, w, rtol=exp.rtol, atol=exp.atol, equal_nan=True))
 
 
 def _diff_list(want: list, have: Any, exp: Probe, reveal: bool) -> str | None:
@@ -352,8 +360,8 @@ def _diff_dict(want: dict, have: Any, exp: Probe, reveal: bool) -> str | None:
 
 def _diff_array(want: np.ndarray, have: Any, exp: Probe, reveal: bool) -> str | None:
     if not isinstance(have, np.ndarray):
-        if _is_number(have) and want.size == 1 and want.dtype.kind in "iuf":
-            return _diff_number(want.reshape(()).item(), have, exp, reveal)
+        if want.size == 1 and (_is_number(have) or isinstance(have, bool)):
+            return _diff(want.reshape(()).item(), have, exp, reveal)
         return f"expected an array of shape {tuple(want.shape)}, got {_show(have)}"
     if want.shape != have.shape:
         return f"shape {tuple(want.shape)} expected, got {tuple(have.shape)}"

@@ -29,6 +29,11 @@ ip.events.register("pre_run_cell", lambda *a: print("pre_run_cell hook"))
 ip.events.register("post_run_cell", lambda *a: ip.displayhook(16))
 np.testing.assert_allclose = lambda *a, **k: None
 """
+CLEARS = """
+from IPython.display import clear_output
+
+get_ipython().events.register("post_run_cell", lambda *a: clear_output())
+"""
 TEST = """
 from dlcourse.probe import method, record, record_call
 
@@ -90,14 +95,20 @@ def reference() -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("answer", "points"),
-    [(RIGHT, POINTS), (WRONG, 0.0), (RIGHT_WARNS + HOOKS, POINTS), (WRONG + HOOKS, 0.0)],
-    ids=["right", "wrong", "right-hostile", "wrong-hostile"],
+    [
+        (RIGHT, POINTS),
+        (WRONG, 0.0),
+        (RIGHT_WARNS + HOOKS, POINTS),
+        (WRONG + HOOKS, 0.0),
+        (WRONG + CLEARS, 0.0),
+    ],
+    ids=["right", "wrong", "right-hostile", "wrong-hostile", "wrong-clears-its-outputs"],
 )
 def test_hostile_kernel_cannot_decide_its_grade(reference, answer, points):
     assert set(reference["test_double"]["probes"]) == {"double(3)", "double(arange(3))"}
     nb = executed(answer)
     test = nb.cells[-1]
-    if answer == WRONG + HOOKS:  # the attack works against nbgrader alone
+    if answer in (WRONG + HOOKS, WRONG + CLEARS):  # the attack works against nbgrader alone
         assert nbgrader_alone(test) != 0
         assert not any(o.output_type == "error" for o in test.outputs)
     if answer == RIGHT_WARNS + HOOKS:  # a right answer that nbgrader alone would zero
@@ -111,6 +122,7 @@ def test_hostile_kernel_cannot_decide_its_grade(reference, answer, points):
         assert test.outputs[-1].text == "hidden checks passed (3)\n"
     else:
         assert kinds[0] == "error" and "double(3)" in test.outputs[0].evalue
+        assert test.outputs[0].ename == "TestFailed"
 
 
 @pytest.mark.slow

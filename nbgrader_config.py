@@ -6,16 +6,10 @@ Every number here is explained; change them in one place, here.
 import os
 from pathlib import Path
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
-from nbgrader.preprocessors import (
-    AssignLatePenalties,
-    CheckCellMetadata,
-    IgnorePattern,
-    LimitOutput,
-    SaveAutoGrades,
-)
+from nbgrader.converters import Autograde
+from nbgrader.preprocessors import Execute
 
-from dlcourse.safe_execute import SandboxedExecute
+from dlcourse.grader.execute import SandboxedExecute
 
 c = get_config()  # noqa: F821 - injected by nbgrader/traitlets
 
@@ -28,6 +22,11 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
 
 c.CourseDirectory.course_id = "dlcourse"
 c.CourseDirectory.root = str(COURSE_ROOT)
+# The gradebook: SQLite in the course folder by default; a database server for a big class,
+# e.g. DLCOURSE_DB_URL=postgresql://grader@dbhost/dlcourse.
+c.CourseDirectory.db_url = os.environ.get(
+    "DLCOURSE_DB_URL", f"sqlite:///{COURSE_ROOT / 'gradebook.db'}"
+)
 # Which notebooks make up each assignment: everything .ipynb in source/<assignment>/.
 c.CourseDirectory.notebook_id = "*"
 # Data sets never travel inside assignments (worksheets load them through dlcourse.data),
@@ -70,15 +69,11 @@ c.LimitOutput.max_traceback = 100
 # read-only view of Python and the data sets, its own scratch directory, no access to
 # source/, the gradebook, the exchange or other submissions, resource limits, and a
 # wall-clock limit per notebook. nbgrader's Execute step is replaced by one that does this
-# (and checks that test helpers were not monkeypatched); the other steps are nbgrader's.
+# (and checks that test helpers were not monkeypatched); the other steps are nbgrader's own
+# list, whatever this nbgrader version has in it.
 c.Autograde.autograde_preprocessors = [
-    SandboxedExecute,
-    IgnorePattern,
-    ClearMetadataPreprocessor,
-    LimitOutput,
-    SaveAutoGrades,
-    AssignLatePenalties,
-    CheckCellMetadata,
+    SandboxedExecute if step is Execute else step
+    for step in Autograde.class_traits()["autograde_preprocessors"].default()
 ]
 # Limits per grading kernel, sized from benchmarks/grading_footprint.py (reference solutions
 # under the autograder, 2 cores): at most 6 s wall, 5 s of CPU, 2.4 GB of address space

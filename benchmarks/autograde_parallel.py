@@ -17,27 +17,31 @@ import sys
 import time
 from pathlib import Path
 
-from dlcourse import demo_class, grading, sandbox
-from dlcourse.autograde import autograde_all
+from dlcourse import settings
+from dlcourse.demo import scenarios
+from dlcourse.grader import sandbox
+from dlcourse.grader.course import Course
+from dlcourse.grader.driver import autograde_all
 
-COURSE = Path(__file__).resolve().parent.parent / "work" / "demo-course"
+COURSE = Course(Path(__file__).resolve().parent.parent / "work" / "demo-course")
 
 
 def grade(worksheet: str, workers: int, sandboxed: bool) -> tuple[float, int]:
     os.environ[sandbox.SANDBOX_ENV] = "1" if sandboxed else "0"
+    os.environ[settings.ALLOW_UNSANDBOXED] = "0" if sandboxed else "1"
     sandbox.protections.cache_clear()
-    release = grading.release_notebooks(COURSE, worksheet)
-    students = list(demo_class.SCENARIOS)
+    release = COURSE.release_notebooks(worksheet)
+    students = list(scenarios.SCENARIOS)
     start = time.perf_counter()
     outcomes = autograde_all(COURSE, worksheet, students, release, workers, lambda _: None)
     return time.perf_counter() - start, sum(o.ok for o in outcomes)
 
 
 def main(worksheets: list[str]) -> int:
-    if not (COURSE / "submitted").is_dir():
+    if not COURSE.submitted().is_dir():
         print("No demo course yet: run `make demo` first.", file=sys.stderr)
         return 1
-    worksheets = worksheets or sorted(p.name for p in (COURSE / "release").iterdir())
+    worksheets = worksheets or sorted(p.name for p in COURSE.release().iterdir())
     print(sandbox.protections().summary())
     rows = []
     for worksheet in worksheets:
@@ -48,7 +52,8 @@ def main(worksheets: list[str]) -> int:
                 where = "sandbox on" if sandboxed else "sandbox off"
                 print(f"{worksheet}: {workers} worker(s), {where}: {seconds:.1f} s", flush=True)
     os.environ.pop(sandbox.SANDBOX_ENV)
-    n = len(demo_class.SCENARIOS)
+    os.environ.pop(settings.ALLOW_UNSANDBOXED)
+    n = len(scenarios.SCENARIOS)
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} CPUs, {n} demo students\n")
     print("| worksheet | workers | sandbox | graded | wall time | sandbox overhead |")
     print("|---|---|---|---|---|---|")

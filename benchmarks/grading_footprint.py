@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
-from dlcourse.data import REPO_ROOT
+from dlcourse.grader.course import Course
 from dlcourse.notebooks import execute
-from dlcourse.release import assignments
+
+COURSE = Course(Path(__file__).resolve().parent.parent)
 
 PROBE = """
 import json, resource
@@ -33,7 +35,7 @@ print("FOOTPRINT " + json.dumps({
 
 
 def footprint(worksheet: str) -> dict[str, float]:
-    (path,) = sorted((REPO_ROOT / "source" / worksheet).glob("*.ipynb"))
+    (path,) = sorted(COURSE.source(worksheet).glob("*.ipynb"))
     start = time.perf_counter()
     nb = execute(path, env={"NBGRADER_EXECUTION": "autograde"}, extra_cells=(PROBE,))
     wall = time.perf_counter() - start
@@ -45,7 +47,7 @@ def footprint(worksheet: str) -> dict[str, float]:
 
 
 def main(worksheets: list[str]) -> int:
-    rows = [(ws, footprint(ws)) for ws in worksheets or assignments(REPO_ROOT)]
+    rows = [(ws, footprint(ws)) for ws in worksheets or COURSE.assignments()]
     print("| worksheet | wall time | kernel CPU | peak address space | peak resident |")
     print("|---|---|---|---|---|")
     for ws, f in rows:

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         "repairs, feedback, grading notes, a report and grades.csv",
     )
     grade.add_argument("worksheet")
-    grade.add_argument("--course", default=".", help="course root (default: here)")
+    grade.add_argument("--course", help="course root (default: the nearest one from here)")
     grade.add_argument("--workers", type=int, help="concurrent students (default: CPU count)")
     args = parser.parse_args(argv)
 
@@ -29,17 +29,17 @@ def main(argv: list[str] | None = None) -> int:
 
         return 1 if doctor.run() else 0
     if args.command == "demo":
-        from dlcourse import demo
+        from dlcourse.demo.__main__ import run
 
-        return demo.run()
+        return run()
     if args.command == "release":
-        from dlcourse import release
+        from dlcourse.grader import release
 
-        return release.run()
+        return release.command()
     if args.command == "autograde":
-        from dlcourse import pipeline
+        from dlcourse.grader import autograde
 
-        return pipeline.autograde_command(args.course, args.worksheet, args.workers)
+        return autograde.command(args.course, args.worksheet, args.workers)
     if args.command == "outputs":
         from dlcourse import outputs as out
 

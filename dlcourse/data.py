@@ -30,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from dlcourse import settings
+
 Arrays = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
-DATA_ENV = "DLCOURSE_DATA"
-DOWNLOAD_ENV = "DLCOURSE_ALLOW_DOWNLOAD"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_ENV = settings.DATA
+DOWNLOAD_ENV = settings.ALLOW_DOWNLOAD
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 FASHION_MNIST_CLASSES = (
@@ -92,9 +93,13 @@ def candidate_dirs(path: str | os.PathLike | None = None) -> list[Path]:
     if path is not None:
         given = Path(path).expanduser()
         candidates.append(given.parent if given.is_file() else given)
-    if os.environ.get(DATA_ENV):
-        candidates.append(Path(os.environ[DATA_ENV]).expanduser())
-    for base in (Path.cwd(), REPO_ROOT):
+    if settings.data_dir():
+        candidates.append(settings.data_dir())
+    bases = [Path.cwd()]
+    course = settings.course_root()
+    if course is not None and course != Path.cwd():
+        bases.append(course)
+    for base in bases:
         candidates += [base / "data", base.parent / "shared" / "data"]
     candidates.append(Path.home() / ".keras" / "datasets")
     return candidates
@@ -110,6 +115,16 @@ def search_dirs(path: str | os.PathLike | None = None) -> list[Path]:
             seen.add(key)
             unique.append(c)
     return unique
+
+
+def course_data_dir() -> Path | None:
+    """The first searched folder that holds any of the course's data files (as named, not
+    resolved): what a grading kernel is pointed at with DLCOURSE_DATA."""
+    names = [name for spec in manifest().values() for name in spec["files"]]
+    for folder in search_dirs():
+        if any((folder / name).exists() for name in names):
+            return folder
+    return None
 
 
 def _sha256(path: Path) -> str:
@@ -302,7 +317,7 @@ HOW_TO_FIX = {
 def _allow_download(allow: bool | None) -> bool:
     if allow is not None:
         return allow
-    return os.environ.get(DOWNLOAD_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return settings.downloads_allowed()
 
 
 def _not_found(name: str, dirs: list[Path]) -> DatasetError:

@@ -12,22 +12,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-QUICK_ENV = "DLCOURSE_QUICK"
-# nbgrader sets this while it autogrades or validates a notebook.
-NBGRADER_ENV = "NBGRADER_EXECUTION"
+from dlcourse import settings
+
 MIXED_PRECISION_MIN_CAPABILITY = (7, 0)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+for _key, _value in settings.QUIET_TF.items():
+    os.environ.setdefault(_key, _value)
 
 
 def quick_mode() -> bool:
     """True when training cells should use small, fast settings."""
-    flag = os.environ.get(QUICK_ENV, "").strip().lower()
-    if flag in {"1", "true", "yes", "on"}:
-        return True
-    if flag in {"0", "false", "no", "off"}:
-        return False
-    return bool(os.environ.get(NBGRADER_ENV))
+    return settings.quick()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import importlib.metadata as md
 import os
 import sys
 
-from dlcourse import data, sandbox
+from dlcourse import data
+from dlcourse.grader import sandbox
 
 PACKAGES = (
     "tensorflow-cpu",

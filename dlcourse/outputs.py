@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from dlcourse.data import REPO_ROOT
+from dlcourse.grader.course import Course
 from dlcourse.notebooks import execute, walkthroughs, write
 
 
 def run(names: list[str] | None = None) -> int:
-    paths = [Path(n) for n in names] if names else walkthroughs(REPO_ROOT)
+    paths = [Path(n) for n in names] if names else walkthroughs(Course.at().root)
     for path in paths:
         start = time.perf_counter()
         nb = execute(path)

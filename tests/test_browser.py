@@ -33,7 +33,8 @@ import nbformat
 import psutil
 import pytest
 
-from dlcourse.release import assignments, nbgrader
+from dlcourse.grader.course import Course
+from dlcourse.grader.runner import nbgrader
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -117,9 +118,9 @@ def course_copy(root: Path) -> tuple[Path, str]:
     released = sorted(p.parent.name for p in (course / "release").glob("*/*.ipynb"))
     if released:
         return course, released[0]
-    if not assignments(course):  # no worksheets in the repo yet
+    if not Course(course).assignments():  # no worksheets in the repo yet
         standin_worksheet(course)
-    worksheet = assignments(course)[0]
+    worksheet = Course(course).assignments()[0]
     done = nbgrader(course, "generate_assignment", worksheet, "--force", check=False)
     assert done.returncode == 0, done.stderr
     return course, worksheet
@@ -263,7 +264,7 @@ def lab(tmp_path_factory):
             base=base,
             token=token,
             course=course,
-            worksheets=assignments(course),
+            worksheets=Course(course).assignments(),
             released=worksheet,
             notebook=str(notebook.relative_to(course)),
         )

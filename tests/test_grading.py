@@ -13,14 +13,14 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from helpers import REPO, generated_course, submit
 
-from dlcourse import grading
-from dlcourse.autograde import autograde_all
-from dlcourse.release import assignments, nbgrader
+from dlcourse.grader import cells
+from dlcourse.grader.course import Course
+from dlcourse.grader.driver import autograde_all
 
-REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "wrong_answers"
-WORKSHEETS = assignments(REPO)
+WORKSHEETS = Course(REPO).assignments()
 
 
 def wrong_students(worksheet: str) -> dict[str, dict]:
@@ -39,43 +39,41 @@ def test_there_are_worksheets():
 @pytest.mark.parametrize("worksheet", WORKSHEETS)
 def test_worksheet_grades_as_expected(worksheet, tmp_path, monkeypatch):
     monkeypatch.delenv("DLCOURSE_EXCHANGE", raising=False)
-    course = grading.new_course(tmp_path / "course", REPO, [worksheet])
-    generated = nbgrader(course, "generate_assignment", worksheet, "--force", check=False)
-    assert generated.returncode == 0, generated.stderr
+    course = generated_course(tmp_path / "course", [worksheet])
 
-    release = grading.release_notebooks(course, worksheet)
-    source = grading.source_notebooks(course, worksheet)
+    release = course.release_notebooks(worksheet)
+    source = course.source_notebooks(worksheet)
     assert release.keys() == source.keys()
     reference = {
-        gid: text for nb in source.values() for gid, text in grading.reference_answers(nb).items()
+        gid: text for nb in source.values() for gid, text in cells.reference_answers(nb).items()
     }
-    full = {gid: p for nb in source.values() for gid, p in grading.grade_cells(nb).items()}
+    full = {gid: p for nb in source.values() for gid, p in cells.grade_cells(nb).items()}
     total = sum(full.values())
     assert total > 0
 
-    def submit(student: str, answers: dict[str, str]) -> None:
-        notebooks = {name: grading.answered(nb, answers) for name, nb in release.items()}
-        grading.submit(course, worksheet, student, notebooks)
+    def hand_in(student: str, answers: dict[str, str]) -> None:
+        notebooks = {name: cells.answered(nb, answers) for name, nb in release.items()}
+        submit(course, worksheet, student, notebooks)
 
     students = wrong_students(worksheet)
     assert len(students) >= 2, "each worksheet needs at least two realistic wrong answers"
-    submit("reference", reference)
-    submit("blank", {})
+    hand_in("reference", reference)
+    hand_in("blank", {})
     expected = {"reference": dict(full), "blank": dict.fromkeys(full, 0.0)}
     for student, spec in students.items():
         assert set(spec["scores"]) <= set(full), f"{student}: unknown test cells"
         assert set(spec["answers"]) <= set(reference), f"{student}: unknown solution cells"
-        submit(student, reference | spec["answers"])
+        hand_in(student, reference | spec["answers"])
         expected[student] = full | {gid: float(s) for gid, s in spec["scores"].items()}
 
-    # The course's own parallel driver: one nbgrader process per student, 2 at a time.
+    # The course's own parallel driver: one grading process per student, 2 at a time.
     outcomes = autograde_all(course, worksheet, list(expected), release, workers=2)
-    logs = {o.student: o.log[-2000:] for o in outcomes}
+    logs = {o.student: course.log(worksheet, o.student).read_text()[-2000:] for o in outcomes}
     assert all(o.ok and not o.notes for o in outcomes), logs
 
     for student, want in expected.items():
-        got = grading.scores(course, worksheet, student)
+        got = course.scores(worksheet, student)
         assert got == pytest.approx(want), f"{student}: {got} != {want}\n{logs[student]}"
     for student in students:
-        got = sum(grading.scores(course, worksheet, student).values())
+        got = sum(course.scores(worksheet, student).values())
         assert 0 < got < total, f"{student} should earn partial marks, got {got}/{total}"

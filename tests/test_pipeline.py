@@ -7,31 +7,32 @@ structure (each test cell checks the answer cell just above it).
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import nbformat
 import pytest
-from tree import tree_hashes
+from helpers import REPO, generated_course, submit, tree_hashes
 
-from dlcourse import demo_class, grading, pipeline
-from dlcourse.autograde import autograde_all
-from dlcourse.release import assignments
+from dlcourse.demo import pipeline, scenarios
+from dlcourse.demo.mistakes import MISTAKES
+from dlcourse.grader import cells
+from dlcourse.grader.driver import autograde_all
+from dlcourse.grader.runner import tool_env
 
-REPO = Path(__file__).resolve().parent.parent
 # The demo class runs on one worksheet in the test suite (all of them in `make demo`).
-WORKSHEET = "ws01_tensors" if "ws01_tensors" in assignments(REPO) else assignments(REPO)[0]
+WORKSHEET = "ws01_tensors"
+SCENARIOS = scenarios.SCENARIOS
 
 
 def expected_scores(source_nb) -> dict[str, dict[str, float]]:
-    full = grading.grade_cells(source_nb)
+    full = cells.grade_cells(source_nb)
     zero = dict.fromkeys(full, 0.0)
-    sols = demo_class.solution_ids(source_nb)
+    sols = cells.solution_ids(source_nb)
 
     def losing(*solution_ids: str) -> dict[str, float]:
-        lost = {t for s in solution_ids for t in grading.tests_of(source_nb, s)}
+        lost = {t for s in solution_ids for t in cells.tests_of(source_nb, s)}
         return {gid: (0.0 if gid in lost else p) for gid, p in full.items()}
 
-    wrong = next(iter(demo_class.wrong_answers(WORKSHEET).values()))
+    wrong = MISTAKES[WORKSHEET]
     return {
         "ada": full,
         "ben": zero,
@@ -69,12 +70,12 @@ def demo(tmp_path_factory):
 
 @pytest.mark.slow
 def test_every_demo_student_scores_exactly_as_expected(demo):
-    source = grading.source_notebooks(demo.course, WORKSHEET)
+    source = demo.course.source_notebooks(WORKSHEET)
     assert len(source) == 1
     expected = expected_scores(next(iter(source.values())))
-    assert set(expected) == set(demo_class.SCENARIOS)
+    assert set(expected) == set(SCENARIOS)
     for student, want in expected.items():
-        got = grading.scores(demo.course, WORKSHEET, student)
+        got = demo.course.scores(WORKSHEET, student)
         assert got == pytest.approx(want), f"{student}: got {got}, expected {want}"
 
 
@@ -83,27 +84,29 @@ def test_every_repair_is_explained_in_the_feedback(demo):
     outcomes = {o.student: o for o in demo.outcomes[WORKSHEET]}
     assert all(o.ok for o in outcomes.values()), [o.student for o in outcomes.values() if not o.ok]
     for student, phrase in EXPECTED_NOTES.items():
-        notes = demo.course / "feedback" / student / WORKSHEET / "grading-notes.txt"
+        notes = demo.course.feedback(student, WORKSHEET) / "grading-notes.txt"
         assert phrase in notes.read_text(), student
-    assert not (demo.course / "feedback" / "ada" / WORKSHEET / "grading-notes.txt").exists()
-    for student in demo_class.SCENARIOS:
-        html = list((demo.course / "feedback" / student / WORKSHEET).glob("*.html"))
+        assert phrase in demo.course.notes(WORKSHEET, student).read_text(), student
+    assert not (demo.course.feedback("ada", WORKSHEET) / "grading-notes.txt").exists()
+    for student in SCENARIOS:
+        html = list(demo.course.feedback(student, WORKSHEET).glob("*.html"))
         assert html, f"no feedback for {student}"
 
 
 @pytest.mark.slow
 def test_exports_and_report(demo):
     rows = list(csv.DictReader(demo.grades_csv.open()))
-    assert sorted(r["student_id"] for r in rows) == sorted(demo_class.SCENARIOS)
+    assert sorted(r["student_id"] for r in rows) == sorted(SCENARIOS)
     by_student = {r["student_id"]: r for r in rows}
     assert float(by_student["ada"]["score"]) == float(by_student["ada"]["max_score"]) > 0
     assert float(by_student["ben"]["score"]) == 0
     inbound = [
-        p.name.split("+")[0] for p in (demo.course / "exchange" / "dlcourse" / "inbound").iterdir()
+        p.name.split("+")[0]
+        for p in (demo.course.root / "exchange" / "dlcourse" / "inbound").iterdir()
     ]
-    assert sorted(inbound) == sorted(demo_class.SCENARIOS)  # every student submitted
-    for student in demo_class.SCENARIOS:  # ... after fetching the release from the exchange
-        assert (demo.course / "students" / student / WORKSHEET).is_dir()
+    assert sorted(inbound) == sorted(SCENARIOS)  # every student submitted
+    for student in SCENARIOS:  # ... after fetching the release from the exchange
+        assert (demo.course.root / "students" / student / WORKSHEET).is_dir()
     report = demo.reports[0].read_text()
     assert (demo.reports[0].parent / f"{WORKSHEET}-histogram.png").stat().st_size > 1000
     assert "## Submissions that need attention" in report
@@ -113,7 +116,7 @@ def test_exports_and_report(demo):
 
 @pytest.mark.slow
 def test_submissions_are_never_modified(demo):
-    submitted = demo.course / "submitted"
+    submitted = demo.course.submitted()
     leo = next((submitted / "leo" / WORKSHEET).glob("*.ipynb"))
     with pytest.raises(Exception):  # noqa: B017 - still the broken file the student sent
         nbformat.read(leo, as_version=4)
@@ -127,28 +130,27 @@ def test_regrading_is_identical_and_keeps_manual_grades(demo):
 
     course = demo.course
     students = ["ada", "cleo", "leo"]
-    before = {s: grading.scores(course, WORKSHEET, s) for s in students}
-    submitted = tree_hashes(course / "submitted")
-    db = f"sqlite:///{course / 'gradebook.db'}"
-    with Gradebook(db) as gb:
+    before = {s: course.scores(WORKSHEET, s) for s in students}
+    submitted = tree_hashes(course.submitted())
+    with Gradebook(course.db_url) as gb:
         grade = gb.find_submission(WORKSHEET, "cleo").notebooks[0].grades[0]
         grade.manual_score = 0.5
         gb.db.commit()
         name, n_students = grade.name, len(gb.students)
-    backups = len(list((course / "backups").glob("*.db")))
+    backups = len(list(course.backups.glob("*.db")))
 
-    release = grading.release_notebooks(course, WORKSHEET)
+    release = course.release_notebooks(WORKSHEET)
     outcomes = autograde_all(course, WORKSHEET, students, release, workers=2)
     assert all(o.ok for o in outcomes)
 
-    after = {s: grading.scores(course, WORKSHEET, s) for s in students}
+    after = {s: course.scores(WORKSHEET, s) for s in students}
     before["cleo"][name] = 0.5  # the manual grade wins over the autograde score
     assert after == before
-    assert tree_hashes(course / "submitted") == submitted
-    assert len(list((course / "backups").glob("*.db"))) == backups + 1
-    with Gradebook(db) as gb:
+    assert tree_hashes(course.submitted()) == submitted
+    assert len(list(course.backups.glob("*.db"))) == backups + 1
+    with Gradebook(course.db_url) as gb:
         assert len(gb.students) == n_students
-        assert len(gb.find_assignment(WORKSHEET).submissions) == len(demo_class.SCENARIOS)
+        assert len(gb.find_assignment(WORKSHEET).submissions) == len(SCENARIOS)
 
 
 @pytest.mark.slow
@@ -156,29 +158,27 @@ def test_autograde_command_grades_a_collected_class(tmp_path):
     import subprocess
     import sys
 
-    from dlcourse.release import nbgrader, tool_env
+    course = generated_course(tmp_path / "course", [WORKSHEET])
+    release = course.release_notebooks(WORKSHEET)
+    source = course.source_notebooks(WORKSHEET)
+    reference = {k: v for nb in source.values() for k, v in cells.reference_answers(nb).items()}
+    answered = {name: cells.answered(nb, reference) for name, nb in release.items()}
+    submit(course, WORKSHEET, "ada", answered)
+    submit(course, WORKSHEET, "ben", release)
 
-    course = grading.new_course(tmp_path / "course", REPO, [WORKSHEET])
-    assert nbgrader(course, "generate_assignment", WORKSHEET, "--force").returncode == 0
-    release = grading.release_notebooks(course, WORKSHEET)
-    source = grading.source_notebooks(course, WORKSHEET)
-    reference = {k: v for nb in source.values() for k, v in grading.reference_answers(nb).items()}
-    answered = {name: grading.answered(nb, reference) for name, nb in release.items()}
-    grading.submit(course, WORKSHEET, "ada", answered)
-    grading.submit(course, WORKSHEET, "ben", release)
-
-    command = [sys.executable, "-m", "dlcourse", "autograde", WORKSHEET, "--course", str(course)]
+    command = [sys.executable, "-m", "dlcourse", "autograde", WORKSHEET]
+    command += ["--course", str(course.root)]
     result = subprocess.run(
         [*command, "--workers", "2"], env=tool_env(), capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = {r["student_id"]: r for r in csv.DictReader((course / "grades.csv").open())}
+    rows = {r["student_id"]: r for r in csv.DictReader(course.grades_csv.open())}
     assert float(rows["ada"]["score"]) == float(rows["ada"]["max_score"]) > 0
     assert float(rows["ben"]["score"]) == 0
-    assert (course / "reports" / f"{WORKSHEET}.md").is_file()
-    assert list((course / "feedback" / "ada" / WORKSHEET).glob("*.html"))
+    assert (course.reports / f"{WORKSHEET}.md").is_file()
+    assert list(course.feedback("ada", WORKSHEET).glob("*.html"))
 
-    empty = grading.new_course(tmp_path / "empty", REPO, [WORKSHEET])
+    empty = pipeline.new_course(tmp_path / "empty", REPO, [WORKSHEET]).root
     result = subprocess.run(
         [*command[:-1], str(empty)], env=tool_env(), capture_output=True, text=True, check=False
     )

@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import REPO, generated_course
 
-from dlcourse import grading
-from dlcourse.release import assignments, nbgrader
+from dlcourse.grader.course import Course
 
-REPO = Path(__file__).resolve().parent.parent
+
+def assignments(root: Path) -> list[str]:
+    return Course(root).assignments()
 
 
 def tree(root: Path) -> dict[str, object]:
@@ -30,10 +32,8 @@ def test_release_has_exactly_the_source_worksheets():
 @pytest.mark.slow
 @pytest.mark.parametrize("worksheet", assignments(REPO))
 def test_release_is_in_sync_with_source(worksheet, tmp_path):
-    course = grading.new_course(tmp_path / "course", REPO, [worksheet])
-    result = nbgrader(course, "generate_assignment", worksheet, "--force", check=False)
-    assert result.returncode == 0, result.stderr
-    fresh = tree(course / "release" / worksheet)
+    course = generated_course(tmp_path / "course", [worksheet])
+    fresh = tree(course.release(worksheet))
     committed = tree(REPO / "release" / worksheet)
     assert fresh.keys() == committed.keys(), "release/ is stale: run `make release`"
     for name in fresh:

@@ -15,17 +15,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from tree import tree_hashes
+from helpers import generated_course, submit, tree_hashes
 
-from dlcourse import grading, sandbox
-from dlcourse.autograde import autograde_all
+from dlcourse.grader import cells, sandbox
+from dlcourse.grader.course import Course
+from dlcourse.grader.driver import autograde_all
 from dlcourse.notebooks import KERNELSPEC
-from dlcourse.release import assignments, nbgrader
 
-REPO = Path(__file__).resolve().parent.parent
-WORKSHEET = "ws01_tensors" if "ws01_tensors" in assignments(REPO) else assignments(REPO)[0]
+WORKSHEET = "ws01_tensors"
 # Written by the grader, so allowed to change; everything else must stay byte-identical.
-GRADER_OUTPUTS = ("autograded/", "feedback/", "staged/", "logs/", "backups/", "gradebook.db")
+GRADER_OUTPUTS = ("autograded/", "feedback/", "staged/", "grading/", "gradebook.db")
 # Tighter than the course defaults, so the slow cases stay quick; still ample for ws01.
 TEST_LIMITS = """
 c.Execute.timeout = 20
@@ -33,8 +32,8 @@ c.SandboxedExecute.limits = dict(c.SandboxedExecute.limits, memory_mb=4096, proc
 """
 
 
-def course_files(course: Path) -> dict[str, str]:
-    return {k: v for k, v in tree_hashes(course).items() if not k.startswith(GRADER_OUTPUTS)}
+def course_files(course: Course) -> dict[str, str]:
+    return {k: v for k, v in tree_hashes(course.root).items() if not k.startswith(GRADER_OUTPUTS)}
 
 
 def hostile_answers(reference: dict[str, str], last: str, port: int) -> dict[str, dict]:
@@ -171,7 +170,8 @@ def test_sandbox_switched_off_is_said_loudly(monkeypatch):
     assert len(prot.off) == 5 and prot.summary().startswith("sandbox: OFF")
     cmd = [sys.executable, "-c", "print(1)"]
     scratch = sandbox.Scratch(Path("/x"), Path("/x/w"), Path("/x/h"), Path("/x/i"))
-    wrapped = sandbox.wrap_command(cmd, scratch, Path("/c"), sandbox.Limits(), prot, 1)
+    env = {"PATH": "/usr/bin"}
+    wrapped = sandbox.wrap_command(cmd, scratch, Path("/c"), sandbox.Limits(), prot, 1, env)
     assert wrapped[-3:] == cmd and wrapped[0] == "env"
 
 
@@ -185,39 +185,33 @@ def test_doctor_reports_the_sandbox():
 @pytest.mark.slow
 def test_hostile_submissions_cost_only_their_own_marks(tmp_path, listener, monkeypatch):
     monkeypatch.setenv(SECRET_NAME, "s3cret-token")
-    course = grading.new_course(tmp_path / "course", REPO, [WORKSHEET])
-    with (course / "nbgrader_config.py").open("a") as config:
-        config.write(TEST_LIMITS)
-    generated = nbgrader(course, "generate_assignment", WORKSHEET, "--force", check=False)
-    assert generated.returncode == 0, generated.stderr
-    release = grading.release_notebooks(course, WORKSHEET)
+    course = generated_course(tmp_path / "course", [WORKSHEET], TEST_LIMITS)
+    release = course.release_notebooks(WORKSHEET)
     (name, release_nb), (source_nb,) = (
         next(iter(release.items())),
-        grading.source_notebooks(course, WORKSHEET).values(),
+        course.source_notebooks(WORKSHEET).values(),
     )
-    reference = grading.reference_answers(source_nb)
-    full = grading.grade_cells(source_nb)
+    reference = cells.reference_answers(source_nb)
+    full = cells.grade_cells(source_nb)
     last = list(reference)[-1]
-    lost = set(grading.tests_of(source_nb, last))
+    lost = set(cells.tests_of(source_nb, last))
     assert lost
 
     port = listener.getsockname()[1]
     students = hostile_answers(reference, last, port)
     expected = {}
     for student, answers in students.items():
-        grading.submit(
-            course, WORKSHEET, student, {name: grading.answered(release_nb, reference | answers)}
-        )
+        submit(course, WORKSHEET, student, {name: cells.answered(release_nb, reference | answers)})
         loses = student in LOSES_LAST
         expected[student] = {g: (0.0 if loses and g in lost else p) for g, p in full.items()}
-    grading.submit(
+    submit(
         course,
         WORKSHEET,
         "huge_image",
-        {name: with_huge_image(grading.answered(release_nb, reference))},
+        {name: with_huge_image(cells.answered(release_nb, reference))},
     )
     expected["huge_image"] = dict(full)
-    grading.submit(course, WORKSHEET, "bystander", {name: grading.answered(release_nb, reference)})
+    submit(course, WORKSHEET, "bystander", {name: cells.answered(release_nb, reference)})
     expected["bystander"] = dict(full)
 
     before = course_files(course)
@@ -230,17 +224,16 @@ def test_hostile_submissions_cost_only_their_own_marks(tmp_path, listener, monke
     with pytest.raises(TimeoutError):
         listener.accept()  # nobody reached the host's loopback
     for student, want in expected.items():
-        got = grading.scores(course, WORKSHEET, student)
-        assert got == pytest.approx(want), (
-            f"{student}: {got} != {want}\n{outcomes[student].log[-3000:]}"
-        )
+        got = course.scores(WORKSHEET, student)
+        log = course.log(WORKSHEET, student).read_text()[-3000:]
+        assert got == pytest.approx(want), f"{student}: {got} != {want}\n{log}"
     for student, phrase in EXPECTED_NOTES.items():
         assert any(phrase in note for note in outcomes[student].notes), (
             student,
             outcomes[student].notes,
         )
 
-    graded = {s: course / "autograded" / s / WORKSHEET / f"{name}.ipynb" for s in expected}
+    graded = {s: course.autograded(s, WORKSHEET) / f"{name}.ipynb" for s in expected}
     assert "LEAKED" not in printed(graded["spy"]) and "nothing to read" in printed(graded["spy"])
     assert "no secrets" in printed(graded["spy"])
     assert "CONNECTED" not in printed(graded["network"])
@@ -262,7 +255,7 @@ def notebook(*sources: str, test_cells: tuple[int, ...] = ()) -> nbformat.Notebo
 
 
 def run_sandboxed(nb: nbformat.NotebookNode, folder: Path, **traits) -> nbformat.NotebookNode:
-    from dlcourse.safe_execute import SandboxedExecute
+    from dlcourse.grader.execute import SandboxedExecute
 
     resources = {"metadata": {"path": str(folder)}, "nbgrader": {"assignment": "demo"}}
     executed, _ = SandboxedExecute(**traits).preprocess(nb, resources)
@@ -325,12 +318,22 @@ def test_limits_per_assignment_override_the_defaults():
 
 
 @pytest.mark.slow
-def test_grading_still_works_without_bubblewrap(tmp_path, monkeypatch):
+def test_without_filesystem_isolation_grading_refuses_unless_told(tmp_path, monkeypatch):
     real_which = sandbox.shutil.which
     monkeypatch.setattr(sandbox.shutil, "which", lambda n: None if n == "bwrap" else real_which(n))
+    monkeypatch.delenv("DLCOURSE_ALLOW_UNSANDBOXED", raising=False)
     sandbox.protections.cache_clear()
     try:
         assert not sandbox.protections().filesystem
+        reason = sandbox.refusal()
+        assert reason and "apt-get install bubblewrap" in reason
+        assert "DLCOURSE_ALLOW_UNSANDBOXED=1" in reason
+        with pytest.raises(sandbox.SandboxUnavailable):
+            run_sandboxed(notebook("print('graded', 6 * 7)"), tmp_path, timeout=60)
+        with pytest.raises(sandbox.SandboxUnavailable):
+            autograde_all(Course(tmp_path), WORKSHEET, ["x"], {}, workers=1)
+        monkeypatch.setenv("DLCOURSE_ALLOW_UNSANDBOXED", "1")  # the loud, explicit opt-out
+        assert sandbox.refusal() is None
         executed = run_sandboxed(notebook("print('graded', 6 * 7)"), tmp_path, timeout=60)
     finally:
         sandbox.protections.cache_clear()
@@ -339,17 +342,16 @@ def test_grading_still_works_without_bubblewrap(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_grading_run_past_its_wall_clock_is_stopped_and_said(tmp_path):
-    from dlcourse.autograde import WALL_CLOCK_MESSAGE, autograde_one
+    from dlcourse.grader.driver import autograde_one
 
-    course = grading.new_course(tmp_path / "course", REPO, [WORKSHEET])
-    assert nbgrader(course, "generate_assignment", WORKSHEET, "--force").returncode == 0
-    release = grading.release_notebooks(course, WORKSHEET)
-    grading.submit(course, WORKSHEET, "slow", release)
-    (course / "staged").symlink_to(course / "submitted")
+    course = generated_course(tmp_path / "course", [WORKSHEET])
+    release = course.release_notebooks(WORKSHEET)
+    submit(course, WORKSHEET, "slow", release)
+    course.staged().symlink_to(course.submitted())
     start = time.monotonic()
-    ok, log = autograde_one(course, WORKSHEET, "slow", wall_clock=3)
+    outcome = autograde_one(course, WORKSHEET, "slow", wall_clock=3)
     assert time.monotonic() - start < 30
-    assert not ok and WALL_CLOCK_MESSAGE in log
+    assert not outcome.ok and outcome.timed_out
 
 
 @pytest.mark.slow

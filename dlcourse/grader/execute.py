@@ -30,12 +30,13 @@ import math
 import time
 from typing import Any
 
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Dict, Int
+from traitlets import Bool, Dict, Int
 
-from dlcourse.sandbox import Limits, SandboxedKernelManager, limits_for
+from dlcourse.grader.sandbox import Limits, SandboxedKernelManager, limits_for
 
 INTEGRITY_ERROR = "GradingIntegrityError"
 TIME_LIMIT_ERROR = "NotebookTimeLimitError"
@@ -125,6 +126,11 @@ class SandboxedExecute(Execute):
     minimum_cell_timeout = Int(
         1, help="Seconds a cell gets when the notebook's time is almost spent."
     ).tag(config=True)
+    locate_crash = Bool(
+        False,
+        help="Remember the index of the cell that killed the kernel or cut it off "
+        "(`crashed_cell`) before the error propagates; used by the crash locator.",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         kwargs["kernel_manager_class"] = SandboxedKernelManager
@@ -134,6 +140,7 @@ class SandboxedExecute(Execute):
         self._baseline: str | None = None
         self._baseline_taken = False
         self._active = Limits()
+        self.crashed_cell: int | None = None
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
         assignment = (resources or {}).get("nbgrader", {}).get("assignment")
@@ -198,7 +205,14 @@ class SandboxedExecute(Execute):
         tampered: list[str] = []
         if is_test_cell(cell) and self._baseline is not None:
             tampered = changed(self._baseline, await self._fingerprint())
-        cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        try:
+            cell = await super().async_execute_cell(
+                cell, cell_index, execution_count, store_history
+            )
+        except (DeadKernelError, CellTimeoutError):
+            if self.locate_crash:
+                self.crashed_cell = cell_index
+            raise
         self._cap_outputs(cell)
         if tampered:
             cell.outputs.append(

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse.grading import nbgrader_meta
+from dlcourse.grader.cells import grade_id, is_test
 
 
 @dataclass
@@ -49,15 +49,15 @@ def _dedupe(nb: nbformat.NotebookNode) -> list[str]:
     seen: set[str] = set()
     keep = []
     for cell in reversed(nb.cells):
-        grade_id = nbgrader_meta(cell).get("grade_id")
-        if grade_id and grade_id in seen:
+        gid = grade_id(cell)
+        if gid and gid in seen:
             notes.append(
-                f"cell '{grade_id}' appeared more than once; the last copy was graded "
+                f"cell '{gid}' appeared more than once; the last copy was graded "
                 f"and the earlier copy ignored"
             )
             continue
-        if grade_id:
-            seen.add(grade_id)
+        if gid:
+            seen.add(gid)
         keep.append(cell)
     nb.cells = keep[::-1]
     ids: set[str] = set()
@@ -71,16 +71,16 @@ def _dedupe(nb: nbformat.NotebookNode) -> list[str]:
 def _restore_locked(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> list[str]:
     """Report edited or deleted test cells (nbgrader restores them from the gradebook)."""
     notes = []
-    present = {nbgrader_meta(c).get("grade_id"): c for c in nb.cells}
+    present = {grade_id(c): c for c in nb.cells}
     for cell in release.cells:
-        meta = nbgrader_meta(cell)
-        if not meta.get("grade"):
+        if not is_test(cell):
             continue
-        mine = present.get(meta["grade_id"])
+        gid = grade_id(cell)
+        mine = present.get(gid)
         if mine is None:
-            notes.append(f"test cell '{meta['grade_id']}' was deleted; it was restored and graded")
+            notes.append(f"test cell '{gid}' was deleted; it was restored and graded")
         elif mine.source.strip() != cell.source.strip():
-            notes.append(f"test cell '{meta['grade_id']}' was edited; the original test was used")
+            notes.append(f"test cell '{gid}' was edited; the original test was used")
     return notes
 
 
@@ -124,11 +124,3 @@ def stage(
         result.notes += notes
         nbformat.write(nb, path)
     return result
-
-
-def neutralise_cell(path: Path, cell_index: int, reason: str) -> None:
-    """Replace one cell's code by an error, so the rest of the notebook can be graded."""
-    nb = nbformat.read(path, as_version=4)
-    cell = nb.cells[cell_index]
-    cell.source = f"raise RuntimeError({reason!r})"
-    nbformat.write(nb, path)

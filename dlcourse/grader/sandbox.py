@@ -41,7 +41,9 @@ from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 
-SANDBOX_ENV = "DLCOURSE_SANDBOX"  # "0" turns the sandbox off (not recommended)
+from dlcourse import settings
+
+SANDBOX_ENV = settings.SANDBOX  # "0" turns the sandbox off: refused unless explicitly allowed
 # As root, each kernel runs as a user of its own, picked at random from this range: the
 # process limit counts per user, so one student's fork bomb cannot starve another's kernel.
 KERNEL_UIDS = range(200_000, 1_000_000)
@@ -91,7 +93,26 @@ class Protections:
 
 
 def enabled() -> bool:
-    return os.environ.get(SANDBOX_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+    return settings.sandbox_enabled()
+
+
+class SandboxUnavailable(RuntimeError):
+    """Grading untrusted code without filesystem isolation, and nobody said that is fine."""
+
+
+def refusal(prot: Protections | None = None) -> str | None:
+    """Why grading must not start here, or None. Without filesystem isolation a submission
+    can read the hidden tests and delete the course: refuse unless the instructor opted out
+    with DLCOURSE_ALLOW_UNSANDBOXED=1."""
+    prot = prot or protections()
+    if prot.filesystem or settings.unsandboxed_allowed():
+        return None
+    fix = "; ".join(prot.missing) or f"unset {SANDBOX_ENV}"
+    return (
+        f"refusing to grade student code without filesystem isolation ({prot.summary()}). "
+        f"To fix: {fix}. To grade anyway, at your own risk (a submission can then read the "
+        f"hidden tests and change or delete the course), set {settings.ALLOW_UNSANDBOXED}=1."
+    )
 
 
 def _works(cmd: list[str]) -> bool:
@@ -107,7 +128,7 @@ def protections() -> Protections:
     if not enabled():
         return Protections(False, False, False, False, False, f"turned off by {SANDBOX_ENV}=0")
     root = os.geteuid() == 0
-    missing = []
+    missing: list[str] = []
     bwrap = shutil.which("bwrap")
     prlimit = shutil.which("prlimit")
     setpriv = shutil.which("setpriv")
@@ -219,19 +240,34 @@ KEPT_ENV_PREFIXES = ("LC_", "TF_", "DLCOURSE_", "NBGRADER_", "CUDA_", "OMP_", "M
 KEPT_ENV_PREFIXES += ("OPENBLAS_", "KMP_", "MPLBACKEND", "PYDEVD_")
 
 
-def kernel_environment(scratch: Scratch) -> dict[str, str]:
+# Whatever the grader's own environment says, grading kernels train in quick mode.
+GRADING_ENV = {settings.QUICK: "1", settings.NBGRADER_EXECUTION: "autograde"}
+
+
+def kernel_environment(scratch: Scratch, given: dict[str, str]) -> dict[str, str]:
+    """The kernel's environment: what jupyter_client would have given it (`given`), scrubbed;
+    pointed at the data sets the grader found (the kernel cannot see the course folder)."""
+    from dlcourse import data
+
     kept = {
         key: value
-        for key, value in os.environ.items()
+        for key, value in given.items()
         if key in KEPT_ENV or key.startswith(KEPT_ENV_PREFIXES)
     }
-    return kept | {
-        "HOME": str(scratch.home),
-        "IPYTHONDIR": str(scratch.home / ".ipython"),
-        "MPLCONFIGDIR": str(scratch.home / ".matplotlib"),
-        "JUPYTER_RUNTIME_DIR": str(scratch.ipc),
-        "TMPDIR": "/tmp",
-    }
+    if settings.DATA not in kept and (folder := data.course_data_dir()) is not None:
+        kept[settings.DATA] = str(folder)
+    return (
+        kept
+        | settings.QUIET_TF
+        | GRADING_ENV
+        | {
+            "HOME": str(scratch.home),
+            "IPYTHONDIR": str(scratch.home / ".ipython"),
+            "MPLCONFIGDIR": str(scratch.home / ".matplotlib"),
+            "JUPYTER_RUNTIME_DIR": str(scratch.ipc),
+            "TMPDIR": "/tmp",
+        }
+    )
 
 
 def kernel_uid() -> int:
@@ -266,10 +302,15 @@ def process_limit(limits: Limits, prot: Protections) -> int | None:
 
 
 def wrap_command(
-    cmd: list[str], scratch: Scratch, cwd: Path, limits: Limits, prot: Protections, uid: int
+    cmd: list[str],
+    scratch: Scratch,
+    cwd: Path,
+    limits: Limits,
+    prot: Protections,
+    uid: int,
+    env: dict[str, str],
 ) -> list[str]:
     """The kernel command, wrapped in whatever protections this machine has."""
-    env = kernel_environment(scratch)
     inner = list(cmd)
     if prot.limits:
         inner = [
@@ -315,25 +356,30 @@ class SandboxedKernelManager(AsyncKernelManager):
     limits = Limits()
 
     async def _async_pre_start_kernel(self, **kw: Any):
+        prot = protections()
+        reason = refusal(prot)
+        if reason:  # fail closed, whoever starts the kernel (our driver, formgrader, a script)
+            raise SandboxUnavailable(reason)
         cwd = Path(kw.get("cwd") or os.getcwd()).resolve()
         kw["cwd"] = str(cwd)
-        self._sandbox_cwd = cwd
-        self._scratch = Scratch.create(cwd)
+        scratch = self._scratch = Scratch.create(cwd)
         self.transport = "ipc"
-        self.ip = str(self._scratch.ipc / "kernel")
-        self.connection_file = str(self._scratch.ipc / "kernel.json")
+        self.ip = str(scratch.ipc / "kernel")
+        self.connection_file = str(scratch.ipc / "kernel.json")
         # A signal would reach bwrap, not the kernel: interrupt over the control channel.
         if self.kernel_spec is not None:
             self.kernel_spec.interrupt_mode = "message"
-        return await super()._async_pre_start_kernel(**kw)
-
-    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        cmd = super().format_kernel_cmd(extra_arguments)
-        prot = protections()
+        cmd, kw = await super()._async_pre_start_kernel(**kw)
         uid = kernel_uid()
         if drops_privileges(prot):
-            self._scratch.hand_to(uid)
-        return wrap_command(cmd, self._scratch, self._sandbox_cwd, self.limits, prot, uid)
+            scratch.hand_to(uid)
+        env = kernel_environment(scratch, kw.get("env") or dict(os.environ))
+        cmd = wrap_command(cmd, scratch, cwd, self.limits, prot, uid, env)
+        # bwrap/env start from an empty environment; the kernel's own output to its file
+        # descriptors (what ipykernel does not forward) never reaches the grader's memory.
+        kw["env"] = {"PATH": env.get("PATH", os.defpath)}
+        kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
+        return cmd, kw
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)

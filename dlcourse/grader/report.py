@@ -1,22 +1,33 @@
-"""Per-assignment grade reports (Markdown + PNG) and per-student grading notes."""
+"""Per-assignment grade reports (Markdown + PNG) and per-student grading notes.
+
+Notes are kept in the grader's own area (`grading/notes/`, which `nbgrader generate_feedback
+--force` does not touch) and copied next to the student's feedback after it is generated.
+Everything a student controls (file names, ids) is escaped before it goes into Markdown.
+"""
 
 from __future__ import annotations
 
+import re
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
-from dlcourse import sandbox
-from dlcourse.autograde import Outcome
+from dlcourse.grader import sandbox
+from dlcourse.grader.course import Course
+from dlcourse.grader.driver import Outcome
+
+NOTES_NAME = "grading-notes.txt"
 
 
-def _gradebook(course: Path):
-    from nbgrader.api import Gradebook
+def md_escape(text: str) -> str:
+    """Plain text for one Markdown line or table cell: no markup, no HTML, no line breaks."""
+    text = " ".join(str(text).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
 
-    return Gradebook(f"sqlite:///{course / 'gradebook.db'}")
 
-
-def late_by(course: Path, worksheet: str, student: str) -> timedelta | None:
-    with _gradebook(course) as gb:
+def late_by(course: Course, worksheet: str, student: str) -> timedelta | None:
+    with course.gradebook() as gb:
         try:
             seconds = gb.find_submission(worksheet, student).total_seconds_late
         except Exception:  # noqa: BLE001 - MissingEntry: never submitted
@@ -24,7 +35,7 @@ def late_by(course: Path, worksheet: str, student: str) -> timedelta | None:
     return timedelta(seconds=round(seconds)) if seconds else None
 
 
-def notes_for(course: Path, worksheet: str, outcome: Outcome) -> list[str]:
+def notes_for(course: Course, worksheet: str, outcome: Outcome) -> list[str]:
     notes = list(outcome.notes)
     late = late_by(course, worksheet, outcome.student)
     if late:
@@ -32,25 +43,35 @@ def notes_for(course: Path, worksheet: str, outcome: Outcome) -> list[str]:
     return notes
 
 
-def write_notes(course: Path, worksheet: str, outcome: Outcome) -> Path | None:
-    """A plain-text note next to the student's feedback, saying what was done and why."""
+def write_notes(course: Course, worksheet: str, outcome: Outcome) -> Path | None:
+    """A plain-text note saying what was done and why, kept in the grader's area."""
+    path = course.notes(worksheet, outcome.student)
     notes = notes_for(course, worksheet, outcome)
     if not notes:
+        path.unlink(missing_ok=True)
         return None
-    folder = course / "feedback" / outcome.student / worksheet
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "grading-notes.txt"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     lines = [f"Grading notes for {outcome.student}, {worksheet}:", ""]
     lines += [f"- {n}" for n in notes]
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
     return path
 
 
+def publish_notes(course: Course, worksheet: str, students: list[str]) -> None:
+    """Copy each student's notes next to their (freshly generated) feedback."""
+    for student in students:
+        notes = course.notes(worksheet, student)
+        folder = course.feedback(student, worksheet)
+        if notes.is_file() and folder.is_dir():
+            shutil.copyfile(notes, folder / NOTES_NAME)
+
+
 def scores_table(
-    course: Path, worksheet: str
+    course: Course, worksheet: str
 ) -> tuple[list[str], dict[str, float], dict[str, dict[str, float]]]:
     """(test cell ids in order, max points per cell, student -> cell -> score)."""
-    with _gradebook(course) as gb:
+    with course.gradebook() as gb:
         assignment = gb.find_assignment(worksheet)
         cells = [gc for nb in assignment.notebooks for gc in nb.grade_cells]
         ids = [gc.name for gc in cells]
@@ -63,7 +84,7 @@ def scores_table(
     return ids, points, table
 
 
-def assignment_report(course: Path, worksheet: str, outcomes: list[Outcome]) -> Path:
+def assignment_report(course: Course, worksheet: str, outcomes: list[Outcome]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,8 +92,8 @@ def assignment_report(course: Path, worksheet: str, outcomes: list[Outcome]) -> 
 
     ids, points, table = scores_table(course, worksheet)
     total = sum(points.values())
-    folder = course / "reports"
-    folder.mkdir(exist_ok=True)
+    folder = course.reports
+    folder.mkdir(exist_ok=True, mode=0o700)
 
     totals = {s: sum(row.values()) for s, row in table.items()}
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -107,7 +128,9 @@ def assignment_report(course: Path, worksheet: str, outcomes: list[Outcome]) -> 
     ]
     for gid in ids:
         mean = sum(row.get(gid, 0.0) for row in table.values()) / max(1, len(table))
-        lines.append(f"| {gid} | {points[gid]:g} | {mean:.2f} | {1 - mean / points[gid]:.2f} |")
+        lines.append(
+            f"| {md_escape(gid)} | {points[gid]:g} | {mean:.2f} | {1 - mean / points[gid]:.2f} |"
+        )
     lines += ["", "## Students", "", "| student | total | notes |", "|---|---|---|"]
     by_student = {o.student: o for o in outcomes}
     attention = []
@@ -116,13 +139,13 @@ def assignment_report(course: Path, worksheet: str, outcomes: list[Outcome]) -> 
         notes = notes_for(course, worksheet, outcome) if outcome else []
         if notes:
             attention.append((student, notes))
-        lines.append(f"| {student} | {totals[student]:g} / {total:g} | {len(notes)} |")
+        lines.append(f"| {md_escape(student)} | {totals[student]:g} / {total:g} | {len(notes)} |")
     lines += ["", "## Submissions that need attention", ""]
     if not attention:
         lines.append("None.")
     for student, notes in attention:
-        lines.append(f"- **{student}**")
-        lines += [f"  - {n}" for n in notes]
+        lines.append(f"- **{md_escape(student)}**")
+        lines += [f"  - {md_escape(n)}" for n in notes]
     path = folder / f"{worksheet}.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -1,0 +1,1 @@
+"""The demo class: `make demo` grades simulated students through the whole nbgrader cycle."""

@@ -1,0 +1,103 @@
+"""One realistic wrong answer per worksheet, for the demo class's student "dev".
+
+worksheet -> what the mistake is, the answers it replaces, and the score of each test cell
+it loses (every other test cell keeps full marks).
+"""
+
+MISTAKES: dict[str, dict] = {
+    "ws01_tensors": {
+        "why": "adds the channel axis in front of height and width (NCHW), not last (NHWC)",
+        "answers": {
+            "ex_to_image_batch": "def to_image_batch(images):\n"
+            "    pixels = tf.cast(images, tf.float32) / 255.0\n"
+            "    return tf.expand_dims(pixels, axis=1)\n"
+        },
+        "scores": {"test_to_image_batch": 0},
+    },
+    "ws02_quadratic_perceptron": {
+        "why": "writes `/ 2 * a`, which multiplies by a instead of dividing by 2a, and returns "
+        "the tape's gradient tensor where a Python float was asked",
+        "answers": {
+            "ex_roots": "def roots(a, b, c):\n"
+            "    a, b, c = (tf.constant(v, tf.float32) for v in (a, b, c))\n"
+            "    sqrt_d = tf.sqrt(b**2 - 4 * a * c)\n"
+            "    return tf.stack([(-b - sqrt_d) / 2 * a, (-b + sqrt_d) / 2 "
+            "* a])\n",
+            "ex_gradient_at": "def gradient_at(w):\n"
+            "    w = tf.Variable(float(w))\n"
+            "    with tf.GradientTape() as tape:\n"
+            "        loss = w**2 - 10 * w + 25\n"
+            "    return tape.gradient(loss, w)\n",
+        },
+        "scores": {"test_roots": 0, "test_gradient_at": 0},
+    },
+    "ws03_gradient_descent": {
+        "why": "squares the mean error instead of averaging the squared errors, and takes the "
+        "log of tf.nn.softmax, which is right for the visible small logits but gives nan "
+        "for logits like [1000, 0, -1000]",
+        "answers": {
+            "ex_mse": "def mse(y_true, y_pred):\n"
+            "    return tf.reduce_mean(tf.convert_to_tensor(y_true) - y_pred) "
+            "** 2\n",
+            "ex_cce": "def cce_from_logits(y, logits):\n"
+            "    p = tf.nn.softmax(logits)\n"
+            "    return -tf.reduce_mean(tf.reduce_sum(y * tf.math.log(p), "
+            "axis=-1))\n",
+        },
+        "scores": {"test_mse": 0, "test_cce": 0},
+    },
+    "ws04_mnist_classifiers": {
+        "why": "divides each batch by its own brightest pixel instead of 255 (right for the "
+        "visible MNIST batch, whose maximum is 255, wrong for a batch of faint digits), "
+        "and hard-codes Dense(128) in the MLP instead of using the `hidden` argument",
+        "answers": {
+            "ex_preprocess": "def preprocess(x, y):\n"
+            "    x = (x / x.max()).astype(np.float32)\n"
+            "    y = np.asarray(y).reshape(-1)\n"
+            "    return x, y\n",
+            "ex_mlp": "def build_mlp(hidden=128, dropout=0.2):\n"
+            "    return keras.Sequential([\n"
+            "        keras.Input((28, 28)),\n"
+            "        keras.layers.Flatten(),\n"
+            '        keras.layers.Dense(128, activation="relu"),\n'
+            "        keras.layers.Dropout(dropout),\n"
+            "        keras.layers.Dense(10),\n"
+            "    ])\n",
+        },
+        "scores": {"test_preprocess": 0, "test_mlp": 0},
+    },
+    "ws05_cnn": {
+        "why": "models 'same' as padding k // 2 on each side: right for odd kernels (the "
+        "visible checks), one too many for even kernels (hidden checks)",
+        "answers": {
+            "ex_conv_output_size": "def conv_output_size(n, k, stride=1, "
+            'padding="valid"):\n'
+            '    p = k // 2 if padding == "same" else 0\n'
+            "    return (n + 2 * p - k) // stride + 1\n"
+        },
+        "scores": {"test_conv_output_size": 0},
+    },
+    "ws06_autoencoder": {
+        "why": "puts a ReLU on the code layer (the visible shape and parameter checks pass, but "
+        "the code can no longer be negative), and sums the squared errors over the "
+        "pixels before averaging over the images, i.e. returns mean ||x - x_hat||^2 "
+        "instead of Keras's per-pixel MSE",
+        "answers": {
+            "ex_encoder": "def build_encoder(latent_dim):\n"
+            "    return keras.Sequential(\n"
+            "        [\n"
+            "            keras.Input(shape=(784,)),\n"
+            '            keras.layers.Dense(256, activation="relu"),\n'
+            "            keras.layers.Dense(latent_dim, "
+            'activation="relu"),\n'
+            "        ]\n"
+            "    )\n",
+            "ex_mse": "def reconstruction_mse(x, x_hat):\n"
+            "    x = np.asarray(x, np.float64)\n"
+            "    x_hat = np.asarray(x_hat, np.float64)\n"
+            "    per_image = np.sum((x - x_hat) ** 2, axis=-1)\n"
+            "    return float(np.mean(per_image))\n",
+        },
+        "scores": {"test_encoder": 0, "test_mse": 0},
+    },
+}

@@ -1,0 +1,58 @@
+"""`python -m dlcourse autograde WORKSHEET`: the grading half of a course's cycle, after
+`nbgrader collect`: autograde every collected submission (parallel, sandboxed, on repaired
+copies), generate feedback with grading notes, write the report, export grades.csv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dlcourse.grader import report, sandbox
+from dlcourse.grader.course import Course, NotACourse
+from dlcourse.grader.driver import Outcome, autograde_all
+from dlcourse.grader.runner import nbgrader
+
+
+def grade(
+    course: Course, worksheet: str, students: list[str], workers: int | None = None
+) -> tuple[list[Outcome], Path]:
+    """Collected submissions -> autograde -> feedback with notes -> the worksheet's report."""
+    release = course.release_notebooks(worksheet)
+    outcomes = autograde_all(course, worksheet, students, release, workers)
+    for outcome in outcomes:
+        report.write_notes(course, worksheet, outcome)
+    nbgrader(course.root, "generate_feedback", worksheet, "--force", check=False)
+    report.publish_notes(course, worksheet, students)
+    return outcomes, report.assignment_report(course, worksheet, outcomes)
+
+
+def export(course: Course) -> Path:
+    nbgrader(course.root, "export", f"--to={course.grades_csv}")
+    course.grades_csv.chmod(0o600)
+    return course.grades_csv
+
+
+def command(course_dir: str | None, worksheet: str, workers: int | None) -> int:
+    try:
+        course = Course.at(course_dir)
+    except NotACourse as err:
+        print(f"{err}; run it in the course folder or pass --course DIR")
+        return 2
+    if not course.release(worksheet).is_dir():
+        print(f"{worksheet} has no release/ yet: run `nbgrader generate_assignment {worksheet}`")
+        return 2
+    students = course.collected_students(worksheet)
+    if not students:
+        print(
+            f"No collected submissions of {worksheet} in {course.submitted()}: run "
+            f"`nbgrader collect {worksheet}` first."
+        )
+        return 2
+    reason = sandbox.refusal()
+    if reason:
+        print(reason)
+        return 3
+    outcomes, path = grade(course, worksheet, students, workers)
+    print(f"grades (CSV): {export(course)}")
+    print(f"feedback:     {course.feedback()}/<student>/{worksheet}/")
+    print(f"report:       {path}")
+    return 0 if all(o.ok for o in outcomes) else 1

@@ -1,0 +1,86 @@
+"""What a worksheet's cells are (nbgrader's roles, read with `nbgrader.utils`) and the
+reference answers in its master copy."""
+
+from __future__ import annotations
+
+import copy
+
+import nbformat
+from nbgrader import utils
+
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+Notebook = nbformat.NotebookNode
+
+
+def grade_id(cell) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def is_answer(cell) -> bool:
+    return utils.is_solution(cell)
+
+
+def is_test(cell) -> bool:
+    """An autograded test cell: graded, not a solution, code."""
+    return utils.is_grade(cell) and not utils.is_solution(cell) and cell.cell_type == "code"
+
+
+def solution_text(source: str) -> str:
+    """The reference answer as a student would type it: marker lines removed."""
+    lines = [ln for ln in source.splitlines() if ln.strip() not in SOLUTION_MARKERS]
+    return "\n".join(lines)
+
+
+def reference_answers(source_nb: Notebook) -> dict[str, str]:
+    """grade_id -> reference answer for every solution cell of a master notebook."""
+    return {grade_id(c): solution_text(c.source) for c in source_nb.cells if is_answer(c)}
+
+
+def grade_cells(nb: Notebook) -> dict[str, float]:
+    """grade_id -> points for every graded cell."""
+    return {
+        grade_id(c): float(c.metadata["nbgrader"]["points"]) for c in nb.cells if utils.is_grade(c)
+    }
+
+
+def solution_ids(nb: Notebook) -> list[str]:
+    return [grade_id(c) for c in nb.cells if is_answer(c)]
+
+
+def test_ids(nb: Notebook) -> list[str]:
+    return [grade_id(c) for c in nb.cells if is_test(c)]
+
+
+def tests_of(nb: Notebook, solution_id: str) -> list[str]:
+    """The test cells that check one answer: those between it and the next answer cell."""
+    found, result = False, []
+    for cell in nb.cells:
+        if is_answer(cell):
+            if found:
+                break
+            found = grade_id(cell) == solution_id
+        elif found and is_test(cell):
+            result.append(grade_id(cell))
+    return result
+
+
+def answers_before(nb: Notebook, test_id: str) -> list[Notebook]:
+    """The answer cells a test cell checks: those after the previous test cell."""
+    answers: list = []
+    for cell in nb.cells:
+        if is_test(cell):
+            if grade_id(cell) == test_id:
+                return answers
+            answers = []
+        elif is_answer(cell) and cell.cell_type == "code":
+            answers.append(cell)
+    return []
+
+
+def answered(release_nb: Notebook, answers: dict[str, str]) -> Notebook:
+    """A copy of the student version with the named solution cells filled in (others blank)."""
+    nb = copy.deepcopy(release_nb)
+    for cell in nb.cells:
+        if is_answer(cell) and grade_id(cell) in answers:
+            cell.source = answers[grade_id(cell)]
+    return nb

@@ -1,0 +1,62 @@
+"""One student's autograde, in a process of its own: `python -m dlcourse.grader.child COURSE
+ASSIGNMENT STUDENT RESULT`. nbgrader's Autograde runs in this process; what happened is
+written as JSON to RESULT (a path only the grader can see), from the exceptions nbgrader
+raised, never from log text. The driver kills the process group at the wall-clock limit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from dlcourse.grader.course import STAGED, Course
+
+
+def autograde(course: Course, assignment: str, student: str) -> dict:
+    import sqlalchemy.exc
+    from nbgrader.converters import Autograde
+    from nbgrader.converters.base import NbGraderException
+
+    failures: list[dict[str, str]] = []
+
+    class RecordingAutograde(Autograde):
+        def convert_single_notebook(self, notebook_filename: str) -> None:
+            try:
+                super().convert_single_notebook(notebook_filename)
+            except Exception as err:
+                failures.append(
+                    {
+                        "notebook": Path(notebook_filename).stem,
+                        "error": type(err).__name__,
+                        "message": str(err)[:500],
+                    }
+                )
+                raise
+
+    coursedir = course.coursedir
+    coursedir.submitted_directory = STAGED
+    coursedir.assignment_id = assignment
+    coursedir.student_id = student
+    app = RecordingAutograde(coursedir=coursedir, config=course.config)
+    app.force = True
+    app.create_student = True
+    db_locked = False
+    try:
+        app.start()
+        ok = True
+    except NbGraderException as err:
+        ok = False
+        cause = err.__context__
+        db_locked = isinstance(cause, sqlalchemy.exc.OperationalError) and "locked" in str(cause)
+    return {"ok": ok and not failures, "failures": failures, "db_locked": db_locked}
+
+
+def main(argv: list[str]) -> int:
+    course_root, assignment, student, result_path = argv
+    result = autograde(Course.at(course_root), assignment, student)
+    Path(result_path).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

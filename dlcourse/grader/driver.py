@@ -1,0 +1,267 @@
+"""Autograde a class concurrently: one `dlcourse.grader.child` process per student.
+
+nbgrader grades one submission after another (its issue #174), and one broken submission can
+stop the whole run. Here each student is graded alone, on a repaired copy (`preflight`), in a
+process of its own with an outer wall clock; a bounded pool runs them concurrently. Whatever
+goes wrong with one student becomes that student's note: grading a class is total.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nbformat
+
+from dlcourse.grader import preflight, sandbox
+from dlcourse.grader.course import Course
+from dlcourse.grader.crash import find_crashing_cell, neutralise_cell
+from dlcourse.grader.execute import INTEGRITY_ERROR, OUTPUT_REMOVED, TIME_LIMIT_ERROR
+from dlcourse.grader.runner import nbgrader, tool_env
+
+RETRIES = 2  # a sqlite gradebook can be locked by another worker for a moment
+LOG_LIMIT = 200_000  # bytes of nbgrader's own log kept per student
+
+
+@dataclass
+class Outcome:
+    student: str
+    ok: bool
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    timed_out: bool = False
+
+    def to_json(self) -> dict:
+        return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class GradingLimits:
+    cell_timeout: int
+    sandbox: sandbox.Limits
+
+    def wall_clock(self, notebooks: int) -> int:
+        """Outer limit for one student (kernel start-ups included)."""
+        return notebooks * (self.sandbox.notebook_seconds + 120) + 60
+
+
+def grading_limits(course: Course, assignment: str) -> GradingLimits:
+    execute = course.config.get("SandboxedExecute", {})
+    base = sandbox.Limits(**execute.get("limits", {}))
+    limits = sandbox.limits_for(assignment, base, execute.get("per_assignment", {}))
+    return GradingLimits(int(course.config.Execute.get("timeout", 30)), limits)
+
+
+def backup_gradebook(course: Course) -> Path | None:
+    db = course.root / "gradebook.db"
+    if not course.db_url.startswith("sqlite") or not db.exists():
+        return None
+    course.backups.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = course.backups / f"gradebook-{stamp}.db"
+    shutil.copy2(db, target)
+    target.chmod(0o600)
+    return target
+
+
+def autograde_one(course: Course, assignment: str, student: str, wall_clock: int) -> Outcome:
+    """Run the child for one student; its JSON result, or a wall-clock/total failure."""
+    start = time.perf_counter()
+    log_path = course.log(assignment, student)
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    result: dict = {}
+    timed_out = False
+    for _ in range(RETRIES + 1):
+        with tempfile.TemporaryDirectory(prefix="dlcourse-result-") as tmp:
+            result_path = Path(tmp) / "result.json"
+            cmd = [sys.executable, "-m", "dlcourse.grader.child"]
+            cmd += [str(course.root), assignment, student, str(result_path)]
+            with log_path.open("wb") as log:
+                proc = subprocess.Popen(
+                    cmd,
+                    cwd=course.root,
+                    env=tool_env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                try:
+                    proc.wait(timeout=wall_clock)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            _truncate(log_path)
+            try:
+                result = json.loads(result_path.read_text())
+            except (OSError, ValueError):
+                result = {"ok": False, "failures": [], "db_locked": False}
+        if timed_out or not result.get("db_locked"):
+            break
+        time.sleep(1)
+    return Outcome(
+        student,
+        bool(result.get("ok")) and not timed_out,
+        time.perf_counter() - start,
+        failures=list(result.get("failures", [])),
+        timed_out=timed_out,
+    )
+
+
+def _truncate(path: Path) -> None:
+    if path.stat().st_size > LOG_LIMIT:
+        with path.open("r+b") as fh:
+            fh.truncate(LOG_LIMIT)
+            fh.seek(LOG_LIMIT)
+            fh.write(b"\n[log truncated by the grader]\n")
+    path.chmod(0o600)
+
+
+# What the autograded notebook shows (error names the grader wrote) -> the note for the student.
+OUTPUT_NOTES = {
+    "CellTimeoutError": (
+        "a cell ran past the per-cell time limit and was stopped (infinite loop?); "
+        "the tests depending on it scored 0"
+    ),
+    TIME_LIMIT_ERROR: (
+        "the notebook ran past its time limit; the cells after that point were not run "
+        "and their tests scored 0"
+    ),
+    INTEGRITY_ERROR: (
+        "your code replaced functions the tests rely on (for example numpy.testing "
+        "helpers) or changed how IPython runs cells; the tests run after that scored 0"
+    ),
+    "MemoryError": "a cell ran out of memory (the grader's limit); its tests scored 0",
+}
+
+
+def output_notes(folder: Path) -> list[str]:
+    """Notes from the error outputs and the grader's own markers in the autograded notebooks."""
+    enames: set[str] = set()
+    removed = False
+    for path in sorted(folder.glob("*.ipynb")):
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception:  # noqa: BLE001 - not ours to judge here; graded as it is
+            continue
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                if output.get("output_type") == "error":
+                    enames.add(str(output.get("ename")))
+                elif OUTPUT_REMOVED in str(output.get("text", ""))[:200]:
+                    removed = True
+    notes = [note for ename, note in OUTPUT_NOTES.items() if ename in enames]
+    if removed:
+        notes.append("an output too large to keep (a huge image or text) was removed")
+    return notes
+
+
+def grade_student(
+    course: Course, assignment: str, student: str, release: dict[str, nbformat.NotebookNode]
+) -> Outcome:
+    """Stage, autograde, and if a cell killed the kernel, skip it and grade the rest."""
+    start = time.perf_counter()
+    try:
+        limits = grading_limits(course, assignment)
+        wall_clock = limits.wall_clock(len(release))
+        staged = preflight.stage(
+            course.submitted(student, assignment),
+            course.staged(student, assignment),
+            student,
+            release,
+        )
+        outcome = autograde_one(course, assignment, student, wall_clock)
+        if not outcome.ok and not outcome.timed_out:
+            for name in release:
+                path = staged.folder / f"{name}.ipynb"
+                index = find_crashing_cell(course, assignment, path) if path.exists() else None
+                if index is None:
+                    continue
+                neutralise_cell(
+                    path,
+                    index,
+                    "This cell stopped the Python kernel or cut it off from the grader (for "
+                    "example os._exit, a fork bomb, a crash in native code or a resource "
+                    f"limit); it was not run so that the rest of '{name}.ipynb' could be graded.",
+                )
+                staged.notes.append(
+                    f"cell {index} of '{name}.ipynb' crashed the kernel or cut it off from the "
+                    f"grader; it was skipped and scored as failing, the rest was graded"
+                )
+            outcome = autograde_one(course, assignment, student, wall_clock)
+        outcome.notes = staged.notes + output_notes(course.autograded(student, assignment))
+        if outcome.timed_out:
+            outcome.notes.append(
+                f"grading stopped after {wall_clock} s, the limit for the whole submission; "
+                f"it was not graded: ask your instructor"
+            )
+        elif not outcome.ok:
+            outcome.notes.append(
+                "autograding failed "
+                f"({', '.join(sorted({f['error'] for f in outcome.failures})) or 'no result'}); "
+                f"an instructor will look at it (grader log: {course.log(assignment, student)})"
+            )
+    except Exception as err:  # noqa: BLE001 - one student's failure never stops the class
+        outcome = Outcome(
+            student,
+            False,
+            0.0,
+            notes=[f"could not be graded: {type(err).__name__}: {str(err)[:300]}"],
+        )
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def autograde_all(
+    course: Course,
+    assignment: str,
+    students: list[str],
+    release: dict[str, nbformat.NotebookNode],
+    workers: int | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[Outcome]:
+    """Grade every student with at most `workers` concurrent child processes."""
+    reason = sandbox.refusal()
+    if reason:
+        raise sandbox.SandboxUnavailable(reason)
+    workers = workers or os.cpu_count() or 1
+    progress(sandbox.protections().summary())
+    if sandbox.protections().off:
+        progress("  WARNING: student code runs with the protections above switched off")
+    backup_gradebook(course)
+    # nbgrader creates the gradebook tables on first use; do it once, not in every worker.
+    nbgrader(course.root, "db", "student", "list", check=False)
+    outcomes = []
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(grade_student, course, assignment, s, release) for s in students]
+        for done, future in enumerate(as_completed(futures), 1):
+            outcome = future.result()
+            outcomes.append(outcome)
+            bar = "#" * (20 * done // len(futures))
+            status = "ok" if outcome.ok else "FAILED"
+            progress(
+                f"  [{bar:<20}] {done}/{len(futures)} {assignment} {outcome.student}: "
+                f"{status} ({outcome.seconds:.1f} s)"
+            )
+            sys.stdout.flush()
+    failed = [o.student for o in outcomes if not o.ok]
+    noted = sum(bool(o.notes) for o in outcomes)
+    progress(
+        f"  {assignment}: {len(outcomes) - len(failed)} graded, {len(failed)} failed"
+        f"{' (' + ', '.join(sorted(failed)) + ')' if failed else ''}, {noted} with notes "
+        f"for the report; {time.perf_counter() - start:.0f} s with {workers} worker(s)"
+    )
+    return sorted(outcomes, key=lambda o: o.student)

@@ -1,0 +1,47 @@
+"""Test-only helpers: build submissions, place them where nbgrader looks, hash trees."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import nbformat
+
+from dlcourse.demo.pipeline import new_course
+from dlcourse.grader.course import Course
+from dlcourse.grader.runner import nbgrader
+
+REPO = Path(__file__).resolve().parent.parent
+
+__all__ = ["REPO", "generated_course", "new_course", "submit", "tree_hashes"]
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file under root (symlinks not followed)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def generated_course(root: Path, worksheets: list[str], extra_config: str = "") -> Course:
+    """A throwaway course with the repo's config (plus `extra_config`) and generated releases."""
+    course = new_course(root, REPO, worksheets)
+    if extra_config:
+        with (course.root / "nbgrader_config.py").open("a") as config:
+            config.write(extra_config)
+    for worksheet in worksheets:
+        nbgrader(course.root, "generate_assignment", worksheet, "--force")
+    return course
+
+
+def submit(
+    course: Course, assignment: str, student: str, notebooks: dict[str, nbformat.NotebookNode]
+) -> Path:
+    """Place a submission where `nbgrader autograde` looks for it (as collect would)."""
+    folder = course.submitted(student, assignment)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, nb in notebooks.items():
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    return folder

@@ -6,9 +6,10 @@ Every number here is explained; change them in one place, here.
 import os
 from pathlib import Path
 
-from nbgrader.converters import Autograde
-from nbgrader.preprocessors import Execute
+from nbgrader.converters import Autograde, GenerateFeedback
+from nbgrader.preprocessors import Execute, SaveAutoGrades
 
+from dlcourse.grader.decide import DecideVerdicts, HideHiddenTests
 from dlcourse.grader.execute import SandboxedExecute
 
 c = get_config()  # noqa: F821 - injected by nbgrader/traitlets
@@ -65,16 +66,28 @@ c.IgnorePattern.pattern = rf"\A(?:{_TF_LOG_LINE}\n?)+\Z"
 c.LimitOutput.max_lines = 1000
 c.LimitOutput.max_traceback = 100
 
-# Untrusted code: every grading kernel runs sandboxed (dlcourse/sandbox.py): no network, a
-# read-only view of Python and the data sets, its own scratch directory, no access to
-# source/, the gradebook, the exchange or other submissions, resource limits, and a
-# wall-clock limit per notebook. nbgrader's Execute step is replaced by one that does this
-# (and checks that test helpers were not monkeypatched); the other steps are nbgrader's own
-# list, whatever this nbgrader version has in it.
-c.Autograde.autograde_preprocessors = [
+# Untrusted code: every grading kernel runs sandboxed (dlcourse/grader/sandbox.py): no
+# network, a read-only view of Python and the data sets, its own scratch directory, no access
+# to source/, the gradebook, the exchange or other submissions, resource limits, and a
+# wall-clock limit per notebook. nbgrader's Execute step is replaced by one that does this.
+# Verdicts are not the kernel's: before nbgrader saves the grades, DecideVerdicts compares
+# what each test cell's hidden tests recorded with the reference solution's values, in this
+# process, and sets each test cell to full points or 0 (dlcourse/grader/decide.py). The
+# other steps are nbgrader's own list, whatever this nbgrader version has in it.
+_steps = [
     SandboxedExecute if step is Execute else step
     for step in Autograde.class_traits()["autograde_preprocessors"].default()
 ]
+_steps.insert(_steps.index(SaveAutoGrades), DecideVerdicts)
+c.Autograde.autograde_preprocessors = _steps
+# Feedback shows what each hidden test checked and why it failed, not its source; and never
+# runs what a student put into a Markdown cell or an output (no script injection).
+c.GenerateFeedback.preprocessors = [
+    *GenerateFeedback.class_traits()["preprocessors"].default(),
+    HideHiddenTests,
+]
+c.HTMLExporter.sanitize_html = True
+
 # Limits per grading kernel, sized from benchmarks/grading_footprint.py (reference solutions
 # under the autograder, 2 cores): at most 6 s wall, 5 s of CPU, 2.4 GB of address space
 # (TensorFlow maps large arenas up front) and 0.7 GB resident. Address space 6 GB is 2.5x the

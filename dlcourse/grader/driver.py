@@ -24,10 +24,10 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse.grader import preflight, sandbox
+from dlcourse.grader import preflight, reference, sandbox
 from dlcourse.grader.course import Course
 from dlcourse.grader.crash import find_crashing_cell, neutralise_cell
-from dlcourse.grader.execute import INTEGRITY_ERROR, OUTPUT_REMOVED, TIME_LIMIT_ERROR
+from dlcourse.grader.execute import OUTPUT_REMOVED, TIME_LIMIT_ERROR
 from dlcourse.grader.runner import nbgrader, tool_env
 
 RETRIES = 2  # a sqlite gradebook can be locked by another worker for a moment
@@ -139,10 +139,7 @@ OUTPUT_NOTES = {
         "the notebook ran past its time limit; the cells after that point were not run "
         "and their tests scored 0"
     ),
-    INTEGRITY_ERROR: (
-        "your code replaced functions the tests rely on (for example numpy.testing "
-        "helpers) or changed how IPython runs cells; the tests run after that scored 0"
-    ),
+    "TestFailed": "some tests failed; each failing test says why in your feedback",
     "MemoryError": "a cell ran out of memory (the grader's limit); its tests scored 0",
 }
 
@@ -240,6 +237,11 @@ def autograde_all(
     progress(sandbox.protections().summary())
     if sandbox.protections().off:
         progress("  WARNING: student code runs with the protections above switched off")
+    # The canary: the reference solution, graded here first, must score full marks.
+    start = time.perf_counter()
+    reference.ensure(course, assignment)
+    seconds = time.perf_counter() - start
+    progress(f"  the reference solution passes in this grading environment ({seconds:.0f} s)")
     backup_gradebook(course)
     # nbgrader creates the gradebook tables on first use; do it once, not in every worker.
     nbgrader(course.root, "db", "student", "list", check=False)

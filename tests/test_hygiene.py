@@ -84,3 +84,48 @@ def test_nbgrader_markup(path):
                 assert cell.cell_type == "code", "manually graded cells are not used"
     assert len(grade_ids) == len(set(grade_ids)), "duplicate grade_id"
     assert graded > 0
+
+
+@pytest.mark.parametrize("path", MASTERS, ids=ids(MASTERS))
+def test_every_test_cell_is_decided_by_the_grader(path):
+    """A test cell's verdict must come from values its hidden tests record for the grader
+    (dlcourse.probe), never from asserts alone, which the student's kernel can subvert."""
+    from dlcourse.grader.cells import grade_id, is_test
+    from dlcourse.grader.decide import visible_part
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if not is_test(cell):
+            continue
+        shown, hidden = visible_part(cell.source)
+        assert hidden, f"{grade_id(cell)}: no hidden tests"
+        hidden_source = cell.source[len(shown) :] if cell.source.startswith(shown) else cell.source
+        assert "record" in hidden_source and "dlcourse.probe" in cell.source, (
+            f"{grade_id(cell)}: its hidden tests record nothing for the grader"
+        )
+
+
+@pytest.mark.parametrize("path", MASTERS, ids=ids(MASTERS))
+def test_header_points_match_the_graded_cells(path):
+    """The points the worksheet's prose announces are the points nbgrader awards."""
+    import re
+
+    nb = nbformat.read(path, as_version=4)
+    graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    total = sum(float(c.metadata["nbgrader"]["points"]) for c in graded)
+    title = nb.cells[0].source
+    announced = re.search(r"\((\d+) points\)", title)
+    assert announced, "the title cell should announce the total, e.g. '(16 points)'"
+    assert float(announced.group(1)) == total
+    for cell in nb.cells:
+        heading = re.match(r"## Exercise \d+: .*\((\d+) points?\)", cell.source)
+        if cell.cell_type != "markdown" or not heading:
+            continue
+        following = nb.cells[nb.cells.index(cell) + 1 :]
+        tests = []
+        for nxt in following:
+            if nxt.cell_type == "markdown" and nxt.source.startswith("## "):
+                break
+            if nxt.metadata.get("nbgrader", {}).get("grade"):
+                tests.append(float(nxt.metadata["nbgrader"]["points"]))
+        assert sum(tests) == float(heading.group(1)), cell.source.splitlines()[0]

@@ -87,6 +87,8 @@ c.GenerateFeedback.preprocessors = [
     HideHiddenTests,
 ]
 c.HTMLExporter.sanitize_html = True
+# Graded copies of students' work are for the course staff only (nbgrader's default is 444).
+c.Autograde.permissions = 440
 
 # Limits per grading kernel, sized from benchmarks/grading_footprint.py (reference solutions
 # under the autograder, 2 cores): at most 6 s wall, 5 s of CPU, 2.4 GB of address space

@@ -173,11 +173,13 @@ def grade_student(
     try:
         limits = grading_limits(course, assignment)
         wall_clock = limits.wall_clock(len(release))
+        course.staged().mkdir(exist_ok=True, mode=0o700)
         staged = preflight.stage(
             course.submitted(student, assignment),
             course.staged(student, assignment),
             student,
             release,
+            course.release(assignment),
         )
         outcome = autograde_one(course, assignment, student, wall_clock)
         if not outcome.ok and not outcome.timed_out:

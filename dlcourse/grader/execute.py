@@ -19,7 +19,6 @@ It decides nothing about grades: `dlcourse.grader.decide` does, outside the kern
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -35,6 +34,14 @@ from dlcourse.grader.sandbox import Limits, SandboxedKernelManager, limits_for
 
 TIME_LIMIT_ERROR = "NotebookTimeLimitError"
 OUTPUT_REMOVED = "output removed by the grader"
+
+
+def _size(content: dict) -> int:
+    """Bytes an output would take, without serialising it."""
+    if "text" in content:
+        return len(str(content["text"]))
+    data = content.get("data") or {}
+    return sum(len(str(v)) for v in data.values()) + len(str(content.get("metadata", "")))
 
 
 def error_output(ename: str, message: str) -> NotebookNode:
@@ -57,6 +64,13 @@ class SandboxedExecute(Execute):
         2048,
         help="Largest single output (a stream, an image, a value) kept in the graded notebook, "
         "in KB; nbgrader's LimitOutput only counts lines.",
+    ).tag(config=True)
+    max_cell_kb = Int(4096, help="Outputs kept per cell, in KB, all together.").tag(config=True)
+    max_notebook_kb = Int(
+        16384, help="Outputs kept per notebook, in KB; later ones are dropped as they arrive."
+    ).tag(config=True)
+    max_error_chars = Int(
+        4000, help="An error's message and each traceback line are cut to this length."
     ).tag(config=True)
     minimum_cell_timeout = Int(
         1, help="Seconds a cell gets when the notebook's time is almost spent."
@@ -81,6 +95,9 @@ class SandboxedExecute(Execute):
         self._active = Limits()
         self._reference_seconds: dict[str, float] = {}
         self.crashed_cell: int | None = None
+        self._notebook_bytes = 0
+        self._cell_bytes = 0
+        self._dropped: list[int] = []
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
         info = (resources or {}).get("nbgrader", {})
@@ -88,6 +105,7 @@ class SandboxedExecute(Execute):
         self._active = limits_for(assignment, Limits(**self.limits), self.per_assignment)
         self._deadline = time.monotonic() + self._active.notebook_seconds
         self._reference_seconds = self._reference_times(assignment, info.get("notebook"))
+        self._notebook_bytes = 0
         return super().preprocess(nb, resources, km)
 
     def _reference_times(self, assignment: str | None, notebook: str | None) -> dict:
@@ -141,6 +159,7 @@ class SandboxedExecute(Execute):
                 )
             ]
             return cell
+        self._cell_bytes, self._dropped = 0, []
         try:
             cell = await super().async_execute_cell(
                 cell, cell_index, execution_count, store_history
@@ -149,32 +168,49 @@ class SandboxedExecute(Execute):
             if self.locate_crash:
                 self.crashed_cell = cell_index
             raise
-        self._cap_outputs(cell)
+        finally:
+            self._say_what_was_dropped(cell)
         return cell
 
-    def _cap_outputs(self, cell: NotebookNode) -> None:
-        """Drop outputs over the size limit; say so first (LimitOutput keeps the first lines)."""
-        limit = self.max_output_kb * 1024
-        sizes = [len(json.dumps(output)) for output in cell.outputs]
-        removed = [
-            size
-            for output, size in zip(cell.outputs, sizes, strict=True)
-            if size > limit and output.output_type != "error"
-        ]
-        if not removed:
+    def output(self, outs, msg, display_id, cell_index):
+        """Every output as it arrives: errors are kept (cut to size), others only while the
+        output, cell and notebook budgets allow; nothing over budget is ever stored."""
+        content = msg.get("content") or {}
+        if msg.get("msg_type") == "error":
+            self._cut_error(content)
+            return super().output(outs, msg, display_id, cell_index)
+        size = _size(content)
+        over = (
+            size > self.max_output_kb * 1024
+            or self._cell_bytes + size > self.max_cell_kb * 1024
+            or self._notebook_bytes + size > self.max_notebook_kb * 1024
+        )
+        if over:
+            self._dropped.append(size)
+            return None
+        self._cell_bytes += size
+        self._notebook_bytes += size
+        return super().output(outs, msg, display_id, cell_index)
+
+    def _cut_error(self, content: dict) -> None:
+        limit = self.max_error_chars
+        content["evalue"] = str(content.get("evalue", ""))[:limit]
+        traceback = [str(line)[:limit] for line in content.get("traceback", [])]
+        content["traceback"] = traceback[:50] + (["..."] if len(traceback) > 50 else [])
+
+    def _say_what_was_dropped(self, cell: NotebookNode) -> None:
+        if not self._dropped:
             return
-        cell.outputs = [
-            NotebookNode(
-                output_type="stream",
-                name="stdout",
-                text=f"[{OUTPUT_REMOVED}: {len(removed)} output(s) of "
-                f"{sum(removed) / 2**20:.1f} MB; the limit is {self.max_output_kb} KB each]\n",
-            )
-        ] + [
-            output
-            for output, size in zip(cell.outputs, sizes, strict=True)
-            if size <= limit or output.output_type == "error"
-        ]
+        megabytes = sum(self._dropped) / 2**20
+        note = NotebookNode(
+            output_type="stream",
+            name="stdout",
+            text=f"[{OUTPUT_REMOVED}: {len(self._dropped)} output(s), {megabytes:.1f} MB; "
+            f"the limits are {self.max_output_kb} KB per output, {self.max_cell_kb} KB per "
+            f"cell and {self.max_notebook_kb} KB per notebook]\n",
+        )
+        cell.outputs = [note, *cell.get("outputs", [])]
+        self._dropped = []
 
     # NotebookClient binds its synchronous wrapper to its own coroutine: bind ours.
     execute_cell = run_sync(async_execute_cell)

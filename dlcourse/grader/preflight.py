@@ -10,18 +10,33 @@ What nbgrader 0.9 does by itself, measured on this course:
 - a duplicated cell (same cell id / grade_id): the whole `nbgrader autograde` run stops with
   "old version of the nbgrader metadata format" and later students are not graded;
 - a kernel crash (`os._exit`) in one cell: the whole submission scores 0.
+
+Only regular files are staged, read without following links: a symlink (to `source/`, to
+`/etc/shadow`, to another student's notebook), a device, a FIFO, a socket or a folder is
+refused with a note, and so is anything over the size budget. Only the assignment's notebooks
+and nbgrader's timestamp are taken from the submission; files handed out with the assignment
+come from `release/` (a `numpy.py` next to a notebook never reaches the kernel). The nbgrader
+metadata of every cell is reset from the release (a test cell flipped to `solution`, an extra
+graded cell with an unknown id, `"nbgrader": null`), with a note.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from dlcourse.grader.cells import grade_id, is_test
+
+MAX_NOTEBOOK_BYTES = 32 * 2**20  # a notebook with outputs; more is not homework
+MAX_FILES = 100  # entries looked at in one submission folder
+TIMESTAMP = "timestamp.txt"
 
 
 @dataclass
@@ -35,12 +50,100 @@ def _read_json(path: Path) -> tuple[nbformat.NotebookNode | None, str | None]:
     try:
         text = path.read_text(encoding="utf-8")
         raw = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, f"{type(err).__name__}: {err}"
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        return None, f"{type(err).__name__}: {str(err)[:200]}"
     try:
-        return nbformat.reads(json.dumps(raw), as_version=4), None
+        nb = nbformat.reads(json.dumps(raw), as_version=4)
+        nbformat.validate(nb)
+        return nb, None
     except Exception as err:  # noqa: BLE001 - any nbformat failure means "not a notebook"
-        return None, f"not a Jupyter notebook ({type(err).__name__}: {err})"
+        return None, f"not a Jupyter notebook ({type(err).__name__}: {str(err)[:200]})"
+
+
+def printable(name: str) -> str:
+    """A file name a student chose, safe to quote in a note (no control characters)."""
+    return "".join(ch if ch.isprintable() else "?" for ch in name)[:120]
+
+
+def _copy_regular(source: Path, target: Path, budget: int) -> str | None:
+    """Copy one regular file without following links; the reason if refused."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        return f"could not be opened ({err.strerror})"
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return "is not a regular file"
+        if info.st_size > budget:
+            return f"is {info.st_size / 2**20:.1f} MB, over the {budget / 2**20:.0f} MB limit"
+        data = fh.read(budget + 1)
+    if len(data) > budget:
+        return f"is over the {budget / 2**20:.0f} MB limit"
+    target.write_bytes(data)
+    return None
+
+
+def _take_files(submitted: Path, staged: Path, release_names: set[str]) -> list[str]:
+    """Stage the submission's notebooks and timestamp; say what was refused."""
+    notes: list[str] = []
+    if submitted.is_symlink() or not submitted.is_dir():
+        return ["the submission folder is a link or not a folder; nothing in it was graded"]
+    with os.scandir(submitted) as scan:
+        entries = sorted(scan, key=lambda e: e.name)
+    for entry in entries[:MAX_FILES]:
+        name = printable(entry.name)
+        if entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+            continue  # .ipynb_checkpoints and the like
+        wanted = entry.name.endswith(".ipynb") or entry.name == TIMESTAMP
+        if entry.is_symlink():
+            notes.append(f"'{name}' is a link; links are not followed, it was not graded")
+            continue
+        if not wanted:
+            if entry.name not in release_names:
+                notes.append(f"'{name}' is not part of the assignment and was ignored")
+            continue
+        reason = _copy_regular(Path(entry.path), staged / entry.name, MAX_NOTEBOOK_BYTES)
+        if reason:
+            notes.append(f"'{name}' {reason}; it was not graded")
+    if len(entries) > MAX_FILES:
+        notes.append(f"the submission has {len(entries)} entries; only {MAX_FILES} were looked at")
+    return notes
+
+
+def _handouts(release_dir: Path, staged: Path) -> None:
+    """Files handed out with the assignment, from the release (never the student's copy)."""
+    if not release_dir.is_dir():
+        return
+    for path in release_dir.iterdir():
+        if path.is_file() and not path.is_symlink() and path.suffix != ".ipynb":
+            shutil.copyfile(path, staged / path.name)
+
+
+def _repair_metadata(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> list[str]:
+    """Every cell's nbgrader metadata as the release has it; unknown graded cells demoted."""
+    known = {grade_id(c): c.metadata["nbgrader"] for c in release.cells if grade_id(c)}
+    notes = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", None)
+        if "nbgrader" not in cell.metadata:
+            continue
+        gid = meta.get("grade_id") if isinstance(meta, dict) else None
+        if gid in known:
+            if meta != known[gid]:
+                notes.append(
+                    f"the grading settings of cell '{printable(str(gid))}' differed from the "
+                    f"release; the release's were used"
+                )
+                cell.metadata["nbgrader"] = copy.deepcopy(known[gid])
+            continue
+        del cell.metadata["nbgrader"]
+        if isinstance(meta, dict) and (meta.get("grade") or meta.get("solution")):
+            notes.append(
+                f"a cell marked for grading with an unknown id "
+                f"('{printable(str(gid))}') was graded as an ordinary cell"
+            )
+    return notes
 
 
 def _dedupe(nb: nbformat.NotebookNode) -> list[str]:
@@ -89,19 +192,26 @@ def stage(
     staged: Path,
     student: str,
     release: dict[str, nbformat.NotebookNode],
+    release_dir: Path | None = None,
 ) -> Staged:
     """Copy `submitted` to `staged`, repairing what would otherwise lose marks or work."""
     if staged.exists():
         shutil.rmtree(staged)
-    shutil.copytree(submitted, staged)
+    staged.mkdir(parents=True, mode=0o700)
     result = Staged(student, staged)
+    names = (
+        {p.name for p in release_dir.iterdir()} if release_dir and release_dir.is_dir() else set()
+    )
+    result.notes += _take_files(submitted, staged, names)
+    if release_dir is not None:
+        _handouts(release_dir, staged)
     present = {p.name: p for p in staged.glob("*.ipynb")}
     missing = [n for n in release if f"{n}.ipynb" not in present]
     unknown = [p for name, p in present.items() if Path(name).stem not in release]
     if len(missing) == 1 and len(unknown) == 1:
         target = staged / f"{missing[0]}.ipynb"
         result.notes.append(
-            f"notebook was submitted as '{unknown[0].name}'; graded as '{target.name}'"
+            f"notebook was submitted as '{printable(unknown[0].name)}'; graded as '{target.name}'"
         )
         unknown[0].rename(target)
         missing = []
@@ -120,7 +230,7 @@ def stage(
             )
             nbformat.write(release_nb, path)
             continue
-        notes = _dedupe(nb) + _restore_locked(nb, release_nb)
+        notes = _repair_metadata(nb, release_nb) + _dedupe(nb) + _restore_locked(nb, release_nb)
         result.notes += notes
         nbformat.write(nb, path)
     return result

@@ -71,10 +71,11 @@ def _copy_regular(source: Path, target: Path, budget: int) -> str | None:
         fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as err:
         return f"could not be opened ({err.strerror})"
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return "is not a regular file"
     with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            return "is not a regular file"
         if info.st_size > budget:
             return f"is {info.st_size / 2**20:.1f} MB, over the {budget / 2**20:.0f} MB limit"
         data = fh.read(budget + 1)
@@ -216,7 +217,10 @@ def stage(
         unknown[0].rename(target)
         missing = []
     for name in missing:
-        result.notes.append(f"notebook '{name}.ipynb' is missing from the submission")
+        result.notes.append(
+            f"notebook '{name}.ipynb' is missing from the submission; it was graded as unanswered"
+        )
+        nbformat.write(release[name], staged / f"{name}.ipynb")
 
     for name, release_nb in release.items():
         path = staged / f"{name}.ipynb"

@@ -12,6 +12,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("doctor", help="versions, devices and data sets")
     sub.add_parser("demo", help="check the set-up and run the course's main job")
     sub.add_parser("release", help="regenerate release/ from source/ with nbgrader")
+    fmt = sub.add_parser("fmt", help="write committed notebooks in canonical form")
+    fmt.add_argument("--check", action="store_true", help="change nothing; exit 1 if needed")
     outputs = sub.add_parser("outputs", help="re-execute walkthroughs in quick mode")
     outputs.add_argument("notebooks", nargs="*", help="default: every notebook in notebooks/")
     grade = sub.add_parser(
@@ -40,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
         from dlcourse.grader import autograde
 
         return autograde.command(args.course, args.worksheet, args.workers)
+    if args.command == "fmt":
+        from dlcourse import fmt as formatter
+        from dlcourse.grader.course import Course
+
+        return formatter.run(Course.at().root, args.check)
     if args.command == "outputs":
         from dlcourse import outputs as out
 

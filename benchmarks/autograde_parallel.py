@@ -1,72 +1,115 @@
-"""Wall time to autograde the whole demo class: serial vs parallel, sandbox on vs off.
+"""Wall time to autograde one class: stock nbgrader vs this course's grader.
 
-Usage (after `make demo`, which leaves a graded demo course in work/demo-course):
+Usage:
 
-    .venv/bin/python benchmarks/autograde_parallel.py [worksheet ...]
+    .venv/bin/python benchmarks/autograde_parallel.py [worksheet] [--students N]
 
-Each run re-grades every demo student of the worksheet(s) from the same collected submissions,
-with 1 worker and with one worker per CPU, each with the sandbox on and off
-(`DLCOURSE_SANDBOX=0`). The table printed at the end goes into benchmarks/README.md.
+One class of ordinary submissions (the reference, a blank, half answered, the worksheet's
+realistic mistake, repeated up to N students) is collected once and graded from the same
+`submitted/` folder:
+
+- stock nbgrader 0.9.6: `nbgrader autograde WS` with nbgrader's own Execute, serial, no
+  sandbox, in a course whose config only names the course (what an instructor gets out of
+  the box), then generate_feedback;
+- ours, 1 worker and 2 workers: `dlcourse.grader.autograde.grade` (reference run, staging,
+  sandboxed kernels, verdicts, feedback, report), the reference run timed separately.
+
+The table printed at the end goes into benchmarks/README.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from dlcourse import settings
+import nbformat
+
 from dlcourse.demo import scenarios
-from dlcourse.grader import sandbox
+from dlcourse.demo.pipeline import new_course
+from dlcourse.grader import cells, reference
+from dlcourse.grader.autograde import grade
 from dlcourse.grader.course import Course
-from dlcourse.grader.driver import autograde_all
+from dlcourse.grader.runner import nbgrader
 
-COURSE = Course(Path(__file__).resolve().parent.parent / "work" / "demo-course")
+REPO = Path(__file__).resolve().parent.parent
+ORDINARY = ("ada", "ben", "cleo", "dev")
+STOCK_CONFIG = 'c = get_config()  # noqa\nc.CourseDirectory.course_id = "dlcourse"\n'
 
 
-def grade(worksheet: str, workers: int, sandboxed: bool) -> tuple[float, int]:
-    os.environ[sandbox.SANDBOX_ENV] = "1" if sandboxed else "0"
-    os.environ[settings.ALLOW_UNSANDBOXED] = "0" if sandboxed else "1"
-    sandbox.protections.cache_clear()
-    release = COURSE.release_notebooks(worksheet)
-    students = list(scenarios.SCENARIOS)
+def collect_class(course: Course, worksheet: str, students: int) -> list[str]:
+    nbgrader(course.root, "generate_assignment", worksheet, "--force")
+    release = course.release_notebooks(worksheet)
+    source = course.source_notebooks(worksheet)
+    names = []
+    for i in range(students):
+        scenario = ORDINARY[i % len(ORDINARY)]
+        student = f"{scenario}{i:03d}"
+        folder = course.submitted(student, worksheet)
+        folder.mkdir(parents=True)
+        for name, nb in release.items():
+            ctx = scenarios.Context(worksheet, nb, cells.reference_answers(source[name]))
+            work = scenarios.SCENARIOS[scenario].build(ctx)
+            (folder / f"{name}.ipynb").write_text(nbformat.writes(work))
+        (folder / "timestamp.txt").write_text("2030-01-01 09:00:00.000000 UTC")
+        names.append(student)
+    return names
+
+
+def stock(course: Course, worksheet: str) -> float:
+    root = Path(tempfile.mkdtemp(prefix="stock-"))
+    for part in ("source", "release", "submitted"):
+        shutil.copytree(course.root / part, root / part)
+    (root / "nbgrader_config.py").write_text(STOCK_CONFIG)
     start = time.perf_counter()
-    outcomes = autograde_all(COURSE, worksheet, students, release, workers, lambda _: None)
-    return time.perf_counter() - start, sum(o.ok for o in outcomes)
+    nbgrader(root, "autograde", worksheet, "--force", check=False)
+    nbgrader(root, "generate_feedback", worksheet, "--force", check=False)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(root, ignore_errors=True)
+    return seconds
 
 
-def main(worksheets: list[str]) -> int:
-    if not COURSE.submitted().is_dir():
-        print("No demo course yet: run `make demo` first.", file=sys.stderr)
-        return 1
-    worksheets = worksheets or sorted(p.name for p in COURSE.release().iterdir())
-    print(sandbox.protections().summary())
-    rows = []
-    for worksheet in worksheets:
-        for workers in (1, os.cpu_count() or 1):
-            for sandboxed in (True, False):
-                seconds, ok = grade(worksheet, workers, sandboxed)
-                rows.append((worksheet, workers, sandboxed, ok, seconds))
-                where = "sandbox on" if sandboxed else "sandbox off"
-                print(f"{worksheet}: {workers} worker(s), {where}: {seconds:.1f} s", flush=True)
-    os.environ.pop(sandbox.SANDBOX_ENV)
-    os.environ.pop(settings.ALLOW_UNSANDBOXED)
-    n = len(scenarios.SCENARIOS)
-    print(f"\nMachine: {platform.machine()}, {os.cpu_count()} CPUs, {n} demo students\n")
-    print("| worksheet | workers | sandbox | graded | wall time | sandbox overhead |")
-    print("|---|---|---|---|---|---|")
-    times = {(w, k, s): t for w, k, s, _, t in rows}
-    for worksheet, workers, sandboxed, ok, seconds in rows:
-        overhead = ""
-        if sandboxed:
-            bare = times[(worksheet, workers, False)]
-            overhead = f"{(seconds - bare) / bare:+.1%}"
-        where = "on" if sandboxed else "off"
-        print(f"| {worksheet} | {workers} | {where} | {ok}/{n} | {seconds:.1f} s | {overhead} |")
+def ours(course: Course, worksheet: str, students: list[str], workers: int) -> float:
+    for folder in ("autograded", "feedback", "staged"):
+        shutil.rmtree(course.root / folder, ignore_errors=True)
+    (course.root / "gradebook.db").unlink(missing_ok=True)
+    start = time.perf_counter()
+    grade(course, worksheet, students, workers)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("worksheet", nargs="?", default="ws01_tensors")
+    parser.add_argument("--students", type=int, default=12)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    course = new_course(work / "course", REPO, [args.worksheet])
+    students = collect_class(course, args.worksheet, args.students)
+    start = time.perf_counter()
+    reference.ensure(course, args.worksheet)
+    canary = time.perf_counter() - start
+    rows = [("stock nbgrader 0.9.6 (serial, no sandbox)", 1, stock(course, args.worksheet))]
+    for workers in (1, 2):
+        seconds = ours(course, args.worksheet, students, workers)
+        rows.append(("ours (sandboxed, verdicts, feedback, report)", workers, seconds))
+    n = len(students)
+    print(
+        f"\nMachine: {platform.machine()}, {os.cpu_count()} CPUs; {args.worksheet}, {n} "
+        f"ordinary submissions; reference run (once per worksheet, cached): {canary:.0f} s\n"
+    )
+    print("| grader | workers | wall time | per submission |")
+    print("|---|---|---|---|")
+    for label, workers, seconds in rows:
+        print(f"| {label} | {workers} | {seconds:.0f} s | {seconds / n:.1f} s |")
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -9,6 +9,7 @@ from pathlib import Path
 from dlcourse.grader import report, sandbox
 from dlcourse.grader.course import Course, NotACourse
 from dlcourse.grader.driver import Outcome, autograde_all
+from dlcourse.grader.reference import ReferenceFailed
 from dlcourse.grader.runner import nbgrader
 
 
@@ -51,7 +52,12 @@ def command(course_dir: str | None, worksheet: str, workers: int | None) -> int:
     if reason:
         print(reason)
         return 3
-    outcomes, path = grade(course, worksheet, students, workers)
+    try:
+        outcomes, path = grade(course, worksheet, students, workers)
+    except ReferenceFailed as err:
+        print(f"Refusing to grade {worksheet}: {err}")
+        print("Nothing was graded: fix the grading environment, then run this again.")
+        return 3
     print(f"grades (CSV): {export(course)}")
     print(f"feedback:     {course.feedback()}/<student>/{worksheet}/")
     print(f"report:       {path}")

@@ -144,6 +144,23 @@ OUTPUT_NOTES = {
 }
 
 
+def locked_failures(folder: Path) -> list[str]:
+    """Locked code cells (setup the student cannot edit) that failed: not the student's fault."""
+    failed = []
+    for path in sorted(folder.glob("*.ipynb")):
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception:  # noqa: BLE001 - reported elsewhere
+            continue
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            locked = meta.get("locked") and not meta.get("grade") and not meta.get("solution")
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            if cell.cell_type == "code" and locked and errors:
+                failed.append(f"{meta.get('grade_id')} ({errors[0].get('ename')})")
+    return failed
+
+
 def output_notes(folder: Path) -> list[str]:
     """Notes from the error outputs and the grader's own markers in the autograded notebooks."""
     enames: set[str] = set()
@@ -200,7 +217,15 @@ def grade_student(
                     f"grader; it was skipped and scored as failing, the rest was graded"
                 )
             outcome = autograde_one(course, assignment, student, wall_clock)
-        outcome.notes = staged.notes + output_notes(course.autograded(student, assignment))
+        graded = course.autograded(student, assignment)
+        outcome.notes = staged.notes + output_notes(graded)
+        if failed := locked_failures(graded):
+            outcome.ok = False
+            outcome.notes.append(
+                f"a cell you cannot edit failed while grading ({', '.join(failed)}): this is a "
+                f"problem of the grading environment or of code run before it, not a verdict "
+                f"on your answers; an instructor will look at it"
+            )
         if outcome.timed_out:
             outcome.notes.append(
                 f"grading stopped after {wall_clock} s, the limit for the whole submission; "

@@ -1,0 +1,42 @@
+"""A broken grading environment is the grader's fault, never the student's: the reference
+solution is graded first, and if it does not get full marks nothing is graded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from helpers import generated_course, submit
+
+from dlcourse.grader import cells
+from dlcourse.grader.runner import tool_env
+
+WORKSHEET = "ws01_tensors"
+# A grading kernel that cannot even import TensorFlow: what a missing package, a wrong
+# interpreter or a too-small memory limit look like from the inside.
+BROKEN = "\nc.SandboxedExecute.limits = dict(c.SandboxedExecute.limits, memory_mb=200)\n"
+
+
+@pytest.mark.slow
+def test_a_broken_environment_grades_nobody_and_says_why(tmp_path):
+    course = generated_course(tmp_path / "course", [WORKSHEET], BROKEN)
+    (name, release_nb), (source_nb,) = (
+        next(iter(course.release_notebooks(WORKSHEET).items())),
+        course.source_notebooks(WORKSHEET).values(),
+    )
+    reference = cells.reference_answers(source_nb)
+    submit(course, WORKSHEET, "ada", {name: cells.answered(release_nb, reference)})
+    command = [sys.executable, "-m", "dlcourse", "autograde", WORKSHEET]
+    result = subprocess.run(
+        [*command, "--course", str(course.root)],
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Refusing to grade" in result.stdout and "reference solution" in result.stdout
+    assert "setup" in result.stdout, result.stdout  # names the cell that failed
+    assert not course.grades_csv.exists()
+    assert not course.autograded().exists() or not any(course.autograded().iterdir())

@@ -12,12 +12,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from dlcourse.kernel_env import quiet_tensorflow_import
+
 QUICK_ENV = "DLCOURSE_QUICK"
 # nbgrader sets this while it autogrades or validates a notebook.
 NBGRADER_ENV = "NBGRADER_EXECUTION"
 MIXED_PRECISION_MIN_CAPABILITY = (7, 0)
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before anything imports TensorFlow: its import-time C++ log lines stay off the notebook
+# (dlcourse/kernel_env.py explains why TF_CPP_MIN_LOG_LEVEL alone is not enough).
+quiet_tensorflow_import()
 
 
 def quick_mode() -> bool:

@@ -56,12 +56,14 @@ test: setup system
 lab: setup
 	$(VENV)/bin/jupyter lab
 
-# A student's JupyterLab: no instructor tools, started in a work folder outside the course.
+# A student's JupyterLab (deploy/student: no instructor tools, no news), started in a work
+# folder outside the course; fetch/submit use DLCOURSE_EXCHANGE (default: this repo's).
 STUDENT_DIR ?= $(HOME)/dlcourse-student
 student-lab: setup
 	mkdir -p "$(STUDENT_DIR)"
 	cd "$(STUDENT_DIR)" && JUPYTER_CONFIG_PATH="$(CURDIR)/deploy/student" \
-	  $(CURDIR)/$(VENV)/bin/jupyter lab --config="$(CURDIR)/deploy/student/jupyter_server_config.py"
+	  DLCOURSE_EXCHANGE="$${DLCOURSE_EXCHANGE:-$(CURDIR)/work/exchange}" \
+	  "$(CURDIR)/$(VENV)/bin/jupyter" lab
 
 release: setup
 	$(PY) -m dlcourse release

@@ -53,8 +53,11 @@ demo: setup system-grader
 test: setup system
 	$(PY) -m pytest
 
+# Jupyter refuses to run as root unless told; containers and course VMs often are root.
+ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: setup
-	$(VENV)/bin/jupyter lab
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT)
 
 # A student's JupyterLab (deploy/student: no instructor tools, no news), started in a work
 # folder outside the course; fetch/submit use DLCOURSE_EXCHANGE (default: this repo's).
@@ -63,7 +66,7 @@ student-lab: setup
 	mkdir -p "$(STUDENT_DIR)"
 	cd "$(STUDENT_DIR)" && JUPYTER_CONFIG_PATH="$(CURDIR)/deploy/student" \
 	  DLCOURSE_EXCHANGE="$${DLCOURSE_EXCHANGE:-$(CURDIR)/work/exchange}" \
-	  "$(CURDIR)/$(VENV)/bin/jupyter" lab
+	  "$(CURDIR)/$(VENV)/bin/jupyter" lab $(ALLOW_ROOT)
 
 release: setup
 	$(PY) -m dlcourse release

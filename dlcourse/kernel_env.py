@@ -15,7 +15,8 @@ a real error still shows.
 
 Where it is installed, so that every kernel gets it:
 
-- the venv's `python3` kernel spec loads this module as an IPython extension
+- the venv's `python3` kernel spec loads this module as an IPython extension, which also
+  filters TensorFlow's log lines out of everything the kernel writes to fd 2 later
   (`--ext=dlcourse.kernel_env`) and sets `TF_CPP_MIN_LOG_LEVEL`; `make setup` rewrites the
   spec every time (`dlcourse.kernel_env.main(["install"])`), so a reinstalled ipykernel cannot
   drop it: `make lab`, `make student-lab`, nbval, nbgrader and a JupyterHub using the venv;
@@ -32,6 +33,7 @@ import importlib.abc
 import json
 import os
 import re
+import select
 import sys
 import tempfile
 import threading
@@ -120,8 +122,63 @@ def quiet_tensorflow_import() -> None:
     sys.meta_path.insert(0, _QuietFinder())
 
 
+class _StderrLineFilter:
+    """File descriptor 2 through a pipe; a thread forwards every line but TensorFlow's log
+    lines to where fd 2 pointed before (ipykernel's capture, or the terminal). TensorFlow also
+    logs while it runs, e.g. `E0000 00:00:... util.cc:131] oneDNN supports DT_INT32 only on
+    platforms with AVX-512` on tf.transpose of an int32 tensor. A line without its newline is
+    forwarded after 0.2 s, so prompts and partial output still show."""
+
+    PARTIAL_LINE_WAIT = 0.2
+
+    def __init__(self) -> None:
+        sys.stderr.flush()
+        self._out = os.dup(2)
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self._in = read
+        threading.Thread(target=self._pump, name="dlcourse-stderr-filter", daemon=True).start()
+
+    def _write(self, data: bytes) -> None:
+        while data:
+            data = data[os.write(self._out, data) :]
+
+    def _pump(self) -> None:
+        pending = b""
+        try:
+            while True:
+                wait = self.PARTIAL_LINE_WAIT if pending else None
+                if not select.select([self._in], [], [], wait)[0]:
+                    self._write(pending)
+                    pending = b""
+                    continue
+                chunk = os.read(self._in, 65536)
+                if not chunk:
+                    break
+                *lines, pending = (pending + chunk).split(b"\n")
+                kept = [
+                    line + b"\n"
+                    for line in lines
+                    if not _LINE.fullmatch(line.decode(errors="replace").rstrip())
+                ]
+                if kept:
+                    self._write(b"".join(kept))
+        except OSError:
+            pass
+        if pending:
+            self._write(pending)
+
+
+_filter: _StderrLineFilter | None = None
+
+
 def load_ipython_extension(ipython) -> None:  # noqa: ARG001 - IPython's extension hook
+    """In a kernel: TensorFlow's log lines are kept off stderr for the kernel's whole life."""
+    global _filter
     quiet_tensorflow_import()
+    if _filter is None:
+        _filter = _StderrLineFilter()
 
 
 def kernel_spec_path(prefix: str | Path = sys.prefix) -> Path:

@@ -130,6 +130,7 @@ class _StderrLineFilter:
     forwarded after 0.2 s, so prompts and partial output still show."""
 
     PARTIAL_LINE_WAIT = 0.2
+    MAX_PARTIAL_LINE = 64 * 1024
 
     def __init__(self) -> None:
         sys.stderr.flush()
@@ -164,6 +165,9 @@ class _StderrLineFilter:
                 ]
                 if kept:
                     self._write(b"".join(kept))
+                if len(pending) > self.MAX_PARTIAL_LINE:  # an endless line: pass it on as is
+                    self._write(pending)
+                    pending = b""
         except OSError:
             pass
         if pending:

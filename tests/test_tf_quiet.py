@@ -121,6 +121,8 @@ def test_first_cell_has_no_stderr_in_the_course_kernel(bare_env):
             "import tensorflow as tf\nprint(tf.transpose(tf.constant([[1, 2], [3, 4]])).shape)",
             "import os, time\nos.write(2, b'still visible\\n')\nos.write(2, b'no newline')\n"
             "time.sleep(1)",
+            # careless/hostile: one endless line on fd 2 is passed on, not held back
+            "import os, time\nfor _ in range(50):\n    os.write(2, b'x' * 4000)\ntime.sleep(1)",
         ],
         "python3",
         REPO,
@@ -130,6 +132,7 @@ def test_first_cell_has_no_stderr_in_the_course_kernel(bare_env):
     assert stderr_of(outputs[1]) == [], outputs[1]
     # Silencing is not blindness: other stderr still reaches the student, a partial line too.
     assert "".join(stderr_of(outputs[2])) == "still visible\nno newline"
+    assert "".join(stderr_of(outputs[3])) == "x" * 200_000
 
 
 def test_tensorflow_imported_before_dlcourse_is_quiet_too(bare_env):

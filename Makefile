@@ -12,12 +12,14 @@ SHELL := bash
 # pip.conf on course machines may name local indexes that do not exist; hide that noise.
 PIPQUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help setup demo test lab doctor release outputs clean
+.PHONY: help setup system system-grader kernel-env demo test lab student-lab doctor release outputs clean
 
 help:
 	@echo "make demo    - set up, check devices and data, grade the demo class (WORKSHEETS=\"ws01_tensors\" for one)"
 	@echo "make test    - run the whole test suite (what CI runs)"
-	@echo "make lab     - start JupyterLab for students"
+	@echo "make lab     - start JupyterLab in the course repo (instructors)"
+	@echo "make student-lab - start JupyterLab as a student sees it, in STUDENT_DIR (default ~/dlcourse-student)"
+	@echo "make system  - install missing Debian packages: bubblewrap, chromium, postgresql (as root/sudo)"
 	@echo "make doctor  - versions, devices and data sets"
 	@echo "make release - regenerate release/ from source/ with nbgrader"
 	@echo "make outputs - re-execute the walkthroughs in quick mode (what nbval compares against)"
@@ -29,19 +31,42 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[$(TF_EXTRA),course,test]" $(PIPQUIET)
 	touch $@
 
+# The venv's python3 kernel gets the course's kernel environment (TensorFlow's start-up log
+# silenced) on every `make setup`, so a reinstall of ipykernel cannot quietly drop it.
 setup: $(VENV)/.installed
+	$(PY) -c 'import sys, dlcourse.kernel_env as k; sys.exit(k.main(["install"]))'
+
+# Debian packages: bubblewrap for the grading sandbox (demo), plus chromium and PostgreSQL for
+# the tests. One list, in deploy/system-packages; nothing happens when all are installed.
+system-grader:
+	deploy/system-packages grader
+
+system:
+	deploy/system-packages test
 
 doctor: setup
 	$(PY) -m dlcourse doctor
 
-demo: setup
+demo: setup system-grader
 	WORKSHEETS="$(WORKSHEETS)" $(PY) -m dlcourse demo
 
-test: setup
+test: setup system
 	$(PY) -m pytest
 
+# Jupyter refuses to run as root unless told; containers and course VMs often are root.
+ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: setup
-	$(VENV)/bin/jupyter lab
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT)
+
+# A student's JupyterLab (deploy/student: no instructor tools, no news), started in a work
+# folder outside the course; fetch/submit use DLCOURSE_EXCHANGE (default: this repo's).
+STUDENT_DIR ?= $(HOME)/dlcourse-student
+student-lab: setup
+	mkdir -p "$(STUDENT_DIR)"
+	cd "$(STUDENT_DIR)" && JUPYTER_CONFIG_PATH="$(CURDIR)/deploy/student" \
+	  DLCOURSE_EXCHANGE="$${DLCOURSE_EXCHANGE:-$(CURDIR)/work/exchange}" \
+	  "$(CURDIR)/$(VENV)/bin/jupyter" lab $(ALLOW_ROOT)
 
 release: setup
 	$(PY) -m dlcourse release

@@ -4,6 +4,7 @@ Every number here is explained; change them in one place, here.
 """
 
 import os
+import sys
 from pathlib import Path
 
 from nbgrader.converters import Autograde, GenerateFeedback
@@ -11,14 +12,24 @@ from nbgrader.preprocessors import Execute, SaveAutoGrades
 
 from dlcourse.grader.decide import DecideVerdicts, HideHiddenTests
 from dlcourse.grader.execute import SandboxedExecute
+from dlcourse.kernel_env import KERNEL_ENV, TF_LOG_ONLY
 
 c = get_config()  # noqa: F821 - injected by nbgrader/traitlets
 
 COURSE_ROOT = Path(__file__).resolve().parent
 
-# TensorFlow's C++ logging goes to stderr, and nbgrader scores a test cell 0 when it writes
-# anything to stderr. Silence it for every kernel nbgrader starts (kernels inherit our env).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# nbgrader runs helpers such as `alembic` (creating the gradebook) from PATH: put this
+# Python's bin directory first, so `.venv/bin/nbgrader ...` works without an activated venv.
+_BIN = str(Path(sys.executable).parent)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _BIN:
+    os.environ["PATH"] = os.pathsep.join([_BIN, os.environ.get("PATH", "")]).rstrip(os.pathsep)
+
+# TensorFlow's logging goes to stderr, and nbgrader scores a test cell 0 when it writes
+# anything to stderr. Every kernel nbgrader starts inherits these (the grading sandbox keeps
+# TF_* variables); its import-time C++ lines are caught by dlcourse.kernel_env, which the
+# kernel spec and `import dlcourse` install.
+for _key, _value in KERNEL_ENV.items():
+    os.environ.setdefault(_key, _value)
 os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
 
 c.CourseDirectory.course_id = "dlcourse"
@@ -49,18 +60,11 @@ c.Execute.timeout = 60
 c.Execute.startup_timeout = 120
 c.Execute.interrupt_on_timeout = True
 
-# Drop stderr outputs that consist only of TensorFlow/absl log lines, so a correct answer is
-# never scored 0 because TensorFlow logged something. Anything else on stderr still counts.
-_TF_LOG_LINE = (
-    r"(?:"
-    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+\] .*"  # TF C++ logging
-    r"|[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+\] .*"  # absl C++ logging
-    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|To enable the following instructions: .*|\s*"
-    r")"
-)
+# Drop stderr outputs that consist only of TensorFlow/absl log lines (both formats TF 2.21
+# prints, see dlcourse/kernel_env.py), so a correct answer is never scored 0 because
+# TensorFlow logged something. Anything else on stderr still counts.
 c.IgnorePattern.enabled = True
-c.IgnorePattern.pattern = rf"\A(?:{_TF_LOG_LINE}\n?)+\Z"
+c.IgnorePattern.pattern = TF_LOG_ONLY
 
 # Limit what a runaway print loop can put into the gradebook and feedback.
 c.LimitOutput.max_lines = 1000

@@ -13,11 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dlcourse import settings
+from dlcourse.kernel_env import quiet_tensorflow_import
 
 MIXED_PRECISION_MIN_CAPABILITY = (7, 0)
 
 for _key, _value in settings.QUIET_TF.items():
     os.environ.setdefault(_key, _value)
+# Before anything imports TensorFlow: its import-time C++ log lines stay off the notebook
+# (dlcourse/kernel_env.py explains why TF_CPP_MIN_LOG_LEVEL alone is not enough).
+quiet_tensorflow_import()
 
 
 def quick_mode() -> bool:

@@ -8,6 +8,10 @@ the repo changes. Playwright drives Debian's /usr/bin/chromium (no browser downl
   worksheet opens, its first cell runs in a live kernel and prints the CPU banner, and the
   Validate button validates it.
 - Instructor: the Formgrader page lists every worksheet in source/.
+- Student configuration (deploy/student, `make student-lab`): a second server in a work folder
+  outside the course: no formgrader/course-list endpoints, the Nbgrader menu holds only the
+  Assignment List, no news prompt; the worksheet is fetched through the Assignment List and
+  its first cell runs in the course's kernel with no stderr block (screenshot 07-...).
 
 Screenshots go to artifacts/browser/ (git-ignored). The server is killed by PID (its process
 group and every process it started) in the fixture's teardown, whatever happens in the test.
@@ -15,6 +19,7 @@ group and every process it started) in the fixture's teardown, whatever happens 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +44,7 @@ from dlcourse.grader.runner import nbgrader
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
+STUDENT_CONFIG = REPO / "deploy" / "student"
 ARTIFACTS = REPO / "artifacts" / "browser"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -63,6 +70,8 @@ class Lab:
     worksheets: list[str]  # assignments in the copy's source/
     released: str  # the worksheet the student opens
     notebook: str  # its path relative to the course root
+    env: dict  # the instructor server's environment (exchange, Jupyter dirs)
+    root: Path  # the temporary folder holding the course, the exchange, Jupyter's dirs
 
 
 def standin_worksheet(course: Path) -> None:
@@ -221,6 +230,22 @@ def lab(tmp_path_factory):
         )
         assert done.returncode == 0, f"nbgrader {' '.join(args)}:\n{done.stderr}"
 
+    with running_lab(course, course, env, root / "jupyter.log") as (base, token):
+        yield Lab(
+            base=base,
+            token=token,
+            course=course,
+            worksheets=Course(course).assignments(),
+            released=worksheet,
+            notebook=str(notebook.relative_to(course)),
+            env=env,
+            root=root,
+        )
+
+
+@contextlib.contextmanager
+def running_lab(cwd: Path, root_dir: Path, env: dict, log_path: Path):
+    """`jupyter lab` on a free loopback port; yields (base URL, token); killed afterwards."""
     token, port = secrets.token_hex(24), free_port()
     cmd = [
         sys.executable,
@@ -232,16 +257,15 @@ def lab(tmp_path_factory):
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
-        f"--ServerApp.root_dir={course}",
+        f"--ServerApp.root_dir={root_dir}",
     ]
     if os.geteuid() == 0:  # CI containers run as root
         cmd.append("--allow-root")
-    log_path = root / "jupyter.log"
     base = f"http://127.0.0.1:{port}"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             cmd,
-            cwd=course,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -260,18 +284,11 @@ def lab(tmp_path_factory):
                 if time.monotonic() > deadline:
                     pytest.fail(f"jupyter lab not answering:\n{log_path.read_text()[-4000:]}")
                 time.sleep(0.5)
-        yield Lab(
-            base=base,
-            token=token,
-            course=course,
-            worksheets=Course(course).assignments(),
-            released=worksheet,
-            notebook=str(notebook.relative_to(course)),
-        )
+        yield base, token
     finally:
         stop(proc)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(log_path, ARTIFACTS / "jupyter.log")
+        shutil.copy(log_path, ARTIFACTS / log_path.name)
 
 
 @pytest.fixture(scope="module")
@@ -286,8 +303,36 @@ def browser(lab):
             chromium.close()
 
 
-@pytest.fixture
-def page(browser, lab, request):
+@pytest.fixture(scope="module")
+def student_lab(lab):
+    """A student's JupyterLab: deploy/student's configuration, a work folder outside the
+    course, the same exchange; no TF_* variables from here (the kernel spec brings them)."""
+    work = lab.root / "student-work"
+    work.mkdir()
+    jupyter = lab.root / "student-jupyter"
+    env = {k: v for k, v in lab.env.items() if not k.startswith("TF_")} | {
+        "JUPYTER_CONFIG_PATH": str(STUDENT_CONFIG),
+        "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
+        "JUPYTER_DATA_DIR": str(jupyter / "data"),
+        "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
+        "IPYTHONDIR": str(jupyter / "ipython"),
+    }
+    env.pop("PYTEST_CURRENT_TEST", None)  # else ipykernel does not capture fd 2 (stderr)
+    with running_lab(work, work, env, lab.root / "student-jupyter.log") as (base, token):
+        yield Lab(
+            base=base,
+            token=token,
+            course=work,
+            worksheets=[],
+            released=lab.released,
+            notebook=f"{lab.released}/{Path(lab.notebook).name}",
+            env=env,
+            root=work,
+        )
+
+
+@contextlib.contextmanager
+def open_page(browser, lab, name):
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     blocked = []
 
@@ -304,10 +349,22 @@ def page(browser, lab, request):
     try:
         yield page
     finally:
-        shot(page, f"{request.node.name}-end")
+        shot(page, f"{name}-end")
         context.close()
         if blocked:
             print("requests to other hosts were blocked:", *blocked, sep="\n  ")
+
+
+@pytest.fixture
+def page(browser, lab, request):
+    with open_page(browser, lab, request.node.name) as p:
+        yield p
+
+
+@pytest.fixture
+def student_page(browser, student_lab, request):
+    with open_page(browser, student_lab, request.node.name) as p:
+        yield p
 
 
 def shot(page, name: str) -> None:
@@ -393,3 +450,77 @@ def test_instructor_formgrader_lists_the_worksheets(lab, page):
     for worksheet in lab.worksheets:
         expect(names.filter(has_text=worksheet)).to_have_count(1)
     shot(page, "05-instructor-formgrader")
+
+
+def test_student_config_has_no_instructor_tools_and_a_quiet_first_cell(student_lab, student_page):
+    from playwright.sync_api import expect
+
+    page = student_page
+    # Server side first: the instructor endpoints do not exist for a student.
+    for path in ("formgrader", "formgrader/api/assignments", "formgraders"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            get(f"{student_lab.base}/{path}", student_lab.token)
+        assert err.value.code == 404, path
+
+    page.goto(f"{student_lab.base}/lab?token={student_lab.token}")
+    expect(page.locator(".jp-Launcher").first).to_be_visible()
+    # The file browser shows the student's own folder: no source/, gradebook or submitted/.
+    listing = page.locator(".jp-DirListing").first
+    expect(listing).to_be_visible()
+    for name in ("source", "gradebook.db", "submitted", "nbgrader_config.py"):
+        expect(listing.get_by_text(name, exact=True)).to_have_count(0)
+
+    # The Nbgrader menu: the student's tools only.
+    page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader").click()
+    menu = page.locator(".lm-Menu-content")
+    expect(menu).to_be_visible()
+    items = [t.strip() for t in menu.locator(".lm-Menu-itemLabel").all_inner_texts() if t.strip()]
+    shot(page, "06-student-nbgrader-menu")
+    assert any("Assignment List" in t for t in items), items
+    for tool in ("Formgrader", "Create Assignment", "Course List"):
+        assert not any(tool.lower() in t.lower() for t in items), items
+    page.keyboard.press("Escape")
+    # No news prompt (JupyterLab's announcements plugin is disabled).
+    expect(page.get_by_text("official Jupyter news")).to_have_count(0)
+
+    # Fetch the released worksheet from the Assignment List into the work folder.
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator("#modal-command-palette")
+    palette.locator("input").fill("Assignment List")
+    palette.locator('li[data-command="nbgrader:open-assignment-list"]').click()
+    released = page.locator("#released_assignments_list")
+    item = released.locator(".list_item", has_text=student_lab.released)
+    expect(item).to_be_visible()
+    item.locator("button", has_text="Fetch").click()
+    fetched = page.locator("#fetched_assignments_list")
+    expect(fetched.locator(".list_item", has_text=student_lab.released).first).to_be_visible()
+    assert (student_lab.root / student_lab.notebook).is_file()
+
+    # Its first cell runs in the course's kernel: the banner, and no red stderr block.
+    page.add_locator_handler(
+        page.locator(".jp-Dialog", has_text="Select Kernel"),
+        lambda dialog: dialog.locator(".jp-mod-accept").click(),
+    )
+    page.goto(f"{student_lab.base}/lab/tree/{student_lab.notebook}")
+    panel = page.locator(".jp-NotebookPanel:visible")
+    expect(panel).to_have_count(1)
+    idle = panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    expect(idle).to_have_count(1, timeout=KERNEL_TIMEOUT)
+    first = panel.locator(".jp-CodeCell").first
+    prompt = first.locator(".jp-InputPrompt")
+    for _ in range(3):  # a run requested while the kernel handshake is still going is dropped
+        prompt.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=15_000)
+            break
+        except AssertionError:
+            continue
+    expect(first.locator(".jp-OutputArea-output")).to_contain_text(
+        "Running on CPU (", timeout=KERNEL_TIMEOUT
+    )
+    expect(prompt).to_have_text(re.compile(r"\[\d+\]"))
+    page.wait_for_timeout(2000)  # fd-level stderr arrives asynchronously: give it time
+    shot(page, "07-student-first-cell-no-stderr")
+    stderr = first.locator("[data-mime-type='application/vnd.jupyter.stderr']")
+    assert stderr.count() == 0, stderr.all_inner_texts()

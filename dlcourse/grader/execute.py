@@ -55,7 +55,7 @@ def error_output(ename: str, message: str) -> NotebookNode:
 
 class SandboxedExecute(Execute):
     limits = Dict(
-        help="Default sandbox limits (keys of dlcourse.sandbox.Limits) for every assignment."
+        help="Default sandbox limits (keys of dlcourse.grader.sandbox.Limits) for every assignment."
     ).tag(config=True)
     per_assignment = Dict(
         help="Limits for one assignment, e.g. {'ws05_cnn': {'memory_mb': 8192}}."

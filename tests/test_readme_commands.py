@@ -1,0 +1,103 @@
+"""README's instructor commands, exactly as README shows them, in a throwaway course copy.
+
+The commands are parsed from README's fenced ```bash blocks under "## For instructors", so the
+README and this test cannot drift. They run from the copy's root the way README says: no
+activated venv (PATH holds only /usr/bin:/bin), `.venv/bin/...` relative to the root. One
+simulated student fetches and submits between release and collect, so that collect,
+autograde and feedback have work to do.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+STUDENT = str(REPO / "deploy" / "student")
+pytestmark = pytest.mark.slow
+
+
+def section(text: str, title: str) -> str:
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def instructor_commands() -> list[str]:
+    text = section(README.read_text(), "For instructors")
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = line.split(" #", 1)[0].strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+def test_readme_shows_the_cycle_from_the_repo_root():
+    commands = instructor_commands()
+    assert commands, "no ```bash blocks under README's '## For instructors'"
+    assert commands[0].startswith(".venv/bin/nbgrader generate_assignment"), commands
+    for command in commands:
+        assert command.startswith(".venv/bin/"), f"not runnable from the root as is: {command}"
+
+
+def test_readme_instructor_commands_run_as_written(tmp_path):
+    course = tmp_path / "course"
+    course.mkdir()
+    shutil.copy(REPO / "nbgrader_config.py", course)
+    for name in ("source", "release"):
+        shutil.copytree(REPO / name, course / name)
+    (course / ".venv").symlink_to(Path(sys.prefix))  # README's .venv, not an activated one
+    env = {
+        "PATH": "/usr/bin:/bin",  # careless case: nothing from the venv on PATH
+        "HOME": str(tmp_path / "home"),
+        "LANG": "C.UTF-8",
+        "DLCOURSE_EXCHANGE": str(tmp_path / "exchange"),
+        "DLCOURSE_QUICK": "1",
+        "PYTHONHASHSEED": "0",
+    }
+    for key in ("DLCOURSE_DATA", "DLCOURSE_SANDBOX"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    commands = instructor_commands()
+    worksheet = shlex.split(commands[0])[2]
+    assert (course / "source" / worksheet).is_dir(), worksheet
+
+    def run(argv, cwd, extra=None):
+        done = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=env | (extra or {}),
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert done.returncode == 0, f"{argv} failed ({done.returncode}):\n{done.stderr[-4000:]}"
+
+    student = tmp_path / "student"
+    student.mkdir()
+    nbgrader = [str(course / ".venv" / "bin" / "nbgrader")]
+    for command in commands:
+        if shlex.split(command)[1:2] == ["collect"]:  # a student, with the student config
+            for step in ("fetch_assignment", "submit"):
+                run([*nbgrader, step, worksheet], student, {"JUPYTER_CONFIG_PATH": STUDENT})
+        run(shlex.split(command), course)
+        if "generate_assignment" in command:
+            assert sorted((course / "release" / worksheet).glob("*.ipynb")), command
+
+    me = pwd.getpwuid(os.getuid()).pw_name  # the local exchange's student id
+    assert sorted((course / "autograded" / me / worksheet).glob("*.ipynb"))
+    assert sorted((course / "feedback" / me / worksheet).glob("*.html"))
+    rows = (course / "grades.csv").read_text().splitlines()
+    assert any(row.startswith(f"{worksheet},") and f",{me}," in row for row in rows), rows

@@ -12,6 +12,7 @@ from nbgrader.preprocessors import Execute, SaveAutoGrades
 
 from dlcourse.grader.decide import DecideVerdicts, HideHiddenTests
 from dlcourse.grader.execute import SandboxedExecute
+from dlcourse.grader.sanitize import SanitizeStudentContent
 from dlcourse.kernel_env import KERNEL_ENV, TF_LOG_ONLY
 
 c = get_config()  # noqa: F821 - injected by nbgrader/traitlets
@@ -83,12 +84,14 @@ _steps = [
     for step in Autograde.class_traits()["autograde_preprocessors"].default()
 ]
 _steps.insert(_steps.index(SaveAutoGrades), DecideVerdicts)
+_steps.insert(_steps.index(SaveAutoGrades), SanitizeStudentContent)
 c.Autograde.autograde_preprocessors = _steps
 # Feedback shows what each hidden test checked and why it failed, not its source; and never
 # runs what a student put into a Markdown cell or an output (no script injection).
 c.GenerateFeedback.preprocessors = [
     *GenerateFeedback.class_traits()["preprocessors"].default(),
     HideHiddenTests,
+    SanitizeStudentContent,
 ]
 c.HTMLExporter.sanitize_html = True
 # Graded copies of students' work are for the course staff only (nbgrader's default is 444).

@@ -186,7 +186,12 @@ def graded(tmp_path_factory):
     hand_in("huge_error", with_answer(release_nb, reference, flood["huge_error"], False), lose_last)
 
     # Markup and script in what the student controls.
-    nb = cells.answered(release_nb, reference)
+    scripted = (
+        "\nfrom IPython.display import HTML, Javascript, display\n\n"
+        "display(HTML('<img src=x onerror=\"window.PWNED=2\"><b>bold</b>'))\n"
+        "display(Javascript('window.PWNED = 3'))\n"
+    )
+    nb = cells.answered(release_nb, reference | {LAST: reference[LAST] + scripted})
     nb.cells.insert(1, nbformat.v4.new_markdown_cell("<script>window.PWNED=1</script>"))
     hand_in("script_markdown", nb, full)
     folder = hand_in("report_injection", cells.answered(release_nb, reference), full)
@@ -289,3 +294,27 @@ def test_feedback_and_report_carry_no_injected_markup(graded):
     assert "- **bob**" not in text
     feedback = (course.feedback("bystander", WORKSHEET) / f"{name}.html").read_text()
     assert "hidden tests of this cell are run by the grader" in feedback
+
+
+@pytest.mark.slow
+def test_injected_markup_runs_no_script_in_a_real_browser(graded, tmp_path):
+    """The feedback a student (or an instructor) opens: Chromium renders it, nothing runs."""
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    course, name, *_ = graded
+    page_path = course.feedback("script_markdown", WORKSHEET) / f"{name}.html"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(page_path.as_uri())
+            page.wait_for_load_state("load")
+            assert page.evaluate("typeof window.PWNED") == "undefined"
+            assert not dialogs
+            assert "window.PWNED=1" in page.inner_text("body")  # shown as text, not run
+            page.screenshot(path=str(tmp_path / "feedback.png"), full_page=False)
+        finally:
+            browser.close()

@@ -80,4 +80,8 @@ class HideHiddenTests(NbGraderPreprocessor):
             if hidden:
                 note = "# (hidden tests of this cell are run by the grader and not shown)"
                 cell.source = f"{shown.rstrip()}\n{note}".lstrip()
+                for output in cell.get("outputs", []):
+                    if output.get("output_type") == "error" and output.get("ename") != "TestFailed":
+                        # a traceback quotes the cell's source lines, hidden ones included
+                        output["traceback"] = [f"{output.get('ename')}: {output.get('evalue')}"]
         return nb, resources

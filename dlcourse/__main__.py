@@ -14,8 +14,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("release", help="regenerate release/ from source/ with nbgrader")
     fmt = sub.add_parser("fmt", help="write committed notebooks in canonical form")
     fmt.add_argument("--check", action="store_true", help="change nothing; exit 1 if needed")
-    outputs = sub.add_parser("outputs", help="re-execute walkthroughs in quick mode")
-    outputs.add_argument("notebooks", nargs="*", help="default: every notebook in notebooks/")
+    outputs = sub.add_parser(
+        "outputs",
+        help="re-execute the walkthroughs: full mode into notebooks/, quick mode into the CI "
+        "baseline tests/walkthroughs_quick/",
+    )
+    from dlcourse.outputs import add_arguments
+
+    add_arguments(outputs)
     grade = sub.add_parser(
         "autograde",
         help="grade every collected submission of a worksheet: in parallel, sandboxed, with "
@@ -50,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "outputs":
         from dlcourse import outputs as out
 
-        return out.run(args.notebooks)
+        modes = None if args.mode == "both" else [args.mode]
+        return out.run(args.notebooks, modes)
     return 2
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -13,6 +14,17 @@ KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "nam
 NOTEBOOK_METADATA_KEYS = {"kernelspec", "colab", "accelerator"}
 CELL_METADATA_KEYS = {"nbgrader", "tags", "id"}
 QUICK_ENV = {"DLCOURSE_QUICK": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONHASHSEED": "0"}
+# TensorFlow 2.21 writes these at import time whatever TF_CPP_MIN_LOG_LEVEL says (the same lines
+# nbgrader_config.py tells the grader to ignore); a stderr output made only of them is dropped.
+_TF_LOG_LINE = (
+    r"(?:"
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+\] .*"  # TF C++ logging
+    r"|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+\] .*"  # absl C++ logging (time: HH:MM:SS or epoch s)
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|To enable the following instructions: .*|\s*"
+    r")"
+)
+TF_LOG_ONLY = re.compile(rf"\A(?:{_TF_LOG_LINE}\n?)+\Z")
 
 
 def read(path: Path) -> nbformat.NotebookNode:
@@ -34,6 +46,22 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             for output in cell.get("outputs", []):
                 if "metadata" in output:
                     output["metadata"] = {}
+    return nb
+
+
+def drop_tf_log_outputs(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Remove stderr outputs that consist only of TensorFlow's start-up log lines."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [
+                o
+                for o in cell.get("outputs", [])
+                if not (
+                    o.get("output_type") == "stream"
+                    and o.get("name") == "stderr"
+                    and TF_LOG_ONLY.match(o.get("text", ""))
+                )
+            ]
     return nb
 
 
@@ -75,7 +103,7 @@ def execute(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return nb
+    return drop_tf_log_outputs(nb)
 
 
 def walkthroughs(root: Path) -> list[Path]:

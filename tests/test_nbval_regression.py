@@ -1,9 +1,10 @@
 """nbval really catches a regression in a committed output, and says what changed.
 
-A copy of the smallest walkthrough (or, while notebooks/ is empty, a tiny executed stand-in)
-is run through nbval twice in one pytest subprocess: unaltered, and with one printed digit
-changed in a committed output. The unaltered copy must pass; the altered one must fail with a
-readable diff that shows both the committed (old) and the recomputed (new) value.
+A copy of the smallest quick-mode walkthrough baseline (tests/walkthroughs_quick/, what CI
+compares against; while there is none, a tiny executed stand-in) is run through nbval twice in
+one pytest subprocess: unaltered, and with one printed digit changed in a committed output. The
+unaltered copy must pass; the altered one must fail with a readable diff that shows both the
+committed (old) and the recomputed (new) value.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dlcourse import notebooks
+from dlcourse import notebooks, outputs
 
 REPO = Path(__file__).resolve().parent.parent
 SANITIZE_CFG = REPO / "tests" / "nbval_sanitize.cfg"
@@ -84,8 +85,8 @@ def tiny_notebook(folder: Path) -> Path:
 
 
 def walkthrough_with_digits() -> Path | None:
-    """The smallest walkthrough that has a compared stdout digit to alter."""
-    for path in sorted(notebooks.walkthroughs(REPO), key=lambda p: p.stat().st_size):
+    """The smallest quick-mode baseline that has a compared stdout digit to alter."""
+    for path in sorted(outputs.baselines(REPO), key=lambda p: p.stat().st_size):
         try:
             alter_one_digit(nbformat.read(path, as_version=4))
         except LookupError:

@@ -75,16 +75,20 @@ def first_code(nb):
 def test_check_fails_when_a_cell_changed_after_execution(course):
     root, name = course
     for folder in ("notebooks", outputs.BASELINE_DIR):  # the same edit in both copies
-        edit(root / folder / name, lambda nb: setattr(first_code(nb), "source",
-                                                      first_code(nb).source + "\nprint(1)"))
+        edit(
+            root / folder / name,
+            lambda nb: setattr(first_code(nb), "source", first_code(nb).source + "\nprint(1)"),
+        )
     problems = outputs.check(root)
     assert any("stale" in p for p in problems), problems
 
 
 def test_check_fails_when_the_baseline_has_other_cells(course):
     root, name = course
-    edit(root / outputs.BASELINE_DIR / name,
-         lambda nb: nb.cells.append(nbformat.v4.new_markdown_cell("extra")))
+    edit(
+        root / outputs.BASELINE_DIR / name,
+        lambda nb: nb.cells.append(nbformat.v4.new_markdown_cell("extra")),
+    )
     problems = outputs.check(root)
     assert any("baseline's cells differ" in p for p in problems), problems
 
@@ -116,8 +120,13 @@ def test_check_fails_when_quick_outputs_are_committed_as_the_walkthrough(course)
 
 def stdout(name: str) -> str:
     nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []) if o.get("name") == "stdout")
+    return "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("name") == "stdout"
+    )
 
 
 def numbers(pattern: str, text: str) -> list[float]:
@@ -127,8 +136,10 @@ def numbers(pattern: str, text: str) -> list[float]:
 
 
 def test_committed_walkthroughs_meet_the_quality_targets():
-    mlp = numbers(r"mlp\s+\d+ parameters\s+test loss [\d.]+\s+test accuracy ([\d.]+)",
-                  stdout("04_mnist_classifiers.ipynb"))
+    mlp = numbers(
+        r"mlp\s+\d+ parameters\s+test loss [\d.]+\s+test accuracy ([\d.]+)",
+        stdout("04_mnist_classifiers.ipynb"),
+    )
     cnn_text = stdout("05_cnn.ipynb")
     mnist, cifar = numbers(r"test: loss [\d.]+, accuracy ([\d.]+)", cnn_text)
     ae = numbers(r"validation MSE ([\d.]+), root-mean-square", stdout("06_autoencoder.ipynb"))

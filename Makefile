@@ -4,7 +4,6 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 # GPU users: make TF_EXTRA=gpu ...  (installs tensorflow[and-cuda] instead of tensorflow-cpu)
 TF_EXTRA ?= cpu
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 # nbgrader runs `alembic` from PATH when it creates a gradebook: keep the venv first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 SHELL := bash

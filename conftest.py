@@ -6,7 +6,10 @@ the grader), no TensorFlow log noise, fixed hash seed, and never a data download
 
 import os
 
-os.environ.setdefault("DLCOURSE_QUICK", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from dlcourse import settings
+
+os.environ.setdefault(settings.QUICK, "1")
+for _key, _value in settings.QUIET_TF.items():
+    os.environ.setdefault(_key, _value)
 os.environ.setdefault("PYTHONHASHSEED", "0")
-os.environ.pop("DLCOURSE_ALLOW_DOWNLOAD", None)
+os.environ.pop(settings.ALLOW_DOWNLOAD, None)

@@ -39,6 +39,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from dlcourse import settings
+
 # One TensorFlow/absl log line (without its newline). Formats seen from TensorFlow 2.21:
 TF_LOG_LINE = (
     r"(?:"
@@ -58,7 +60,7 @@ TF_LOG_ONLY = rf"\A(?:(?:{TF_LOG_LINE}|[ \t]*)(?:\n|\Z))+\Z"
 
 # Set for every kernel of the course (kernel spec "env", nbgrader_config.py): TensorFlow's own
 # Python and C++ logging at ERROR and above.
-KERNEL_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+KERNEL_ENV = dict(settings.QUIET_TF)
 EXTENSION_ARG = "--ext=dlcourse.kernel_env"
 _LINE = re.compile(TF_LOG_LINE)
 _lock = threading.Lock()

@@ -15,21 +15,18 @@ MISTAKES: dict[str, dict] = {
         "scores": {"test_to_image_batch": 0},
     },
     "ws02_quadratic_perceptron": {
-        "why": "writes `/ 2 * a`, which multiplies by a instead of dividing by 2a, and returns "
-        "the tape's gradient tensor where a Python float was asked",
+        "why": "reshapes the weights into a column and uses tf.matmul, so the perceptron "
+        "returns shape (n, 1) instead of (n,); drops the minus sign when solving the boundary "
+        "equation for x2",
         "answers": {
-            "ex_roots": "def roots(a, b, c):\n"
-            "    a, b, c = (tf.constant(v, tf.float32) for v in (a, b, c))\n"
-            "    sqrt_d = tf.sqrt(b**2 - 4 * a * c)\n"
-            "    return tf.stack([(-b - sqrt_d) / 2 * a, (-b + sqrt_d) / 2 "
-            "* a])\n",
-            "ex_gradient_at": "def gradient_at(w):\n"
-            "    w = tf.Variable(float(w))\n"
-            "    with tf.GradientTape() as tape:\n"
-            "        loss = w**2 - 10 * w + 25\n"
-            "    return tape.gradient(loss, w)\n",
+            "ex_perceptron": "def perceptron(x, w0, w):\n"
+            "    x = tf.convert_to_tensor(x, tf.float32)\n"
+            "    w = tf.reshape(tf.convert_to_tensor(w, tf.float32), (-1, 1))\n"
+            "    return tf.sigmoid(w0 + tf.matmul(x, w))\n",
+            "ex_boundary": "def boundary_x2(x1, w0, w):\n"
+            "    return (w0 + w[0] * np.asarray(x1)) / w[1]\n",
         },
-        "scores": {"test_roots": 0, "test_gradient_at": 0},
+        "scores": {"test_perceptron": 0, "test_boundary": 0},
     },
     "ws03_gradient_descent": {
         "why": "squares the mean error instead of averaging the squared errors, and takes the "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -90,7 +91,8 @@ def execute(
             resources={"metadata": {"path": str(cwd or path.parent)}},
             record_timing=False,
         )
-        client.execute()
+        # The kernel's own start-up chatter (not its cells' output) stays off the terminal.
+        client.execute(stderr=subprocess.DEVNULL)
     finally:
         for k, v in saved.items():
             if v is None:

@@ -30,7 +30,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Float, Int
 
-from dlcourse.grader.sandbox import Limits, SandboxedKernelManager, limits_for
+from dlcourse.grader.sandbox import Limits, SandboxedKernelManager, limits_for, protections
 
 TIME_LIMIT_ERROR = "NotebookTimeLimitError"
 OUTPUT_REMOVED = "output removed by the grader"
@@ -106,6 +106,8 @@ class SandboxedExecute(Execute):
         self._deadline = time.monotonic() + self._active.notebook_seconds
         self._reference_seconds = self._reference_times(assignment, info.get("notebook"))
         self._notebook_bytes = 0
+        # Said in every log that grades (formgrader's Autograde button included).
+        self.log.info("Grading %s: %s", info.get("student", "?"), protections().summary())
         return super().preprocess(nb, resources, km)
 
     def _reference_times(self, assignment: str | None, notebook: str | None) -> dict:

@@ -31,7 +31,7 @@ def run() -> int:
     write(execute(first), out)
     print(f"done in {time.perf_counter() - start:.1f} s; executed copy: {out}")
 
-    selected = os.environ.get("workSHEETS", "").split() or None
+    selected = os.environ.get("WORKSHEETS", "").split() or None
     print(
         "\n== Grading the demo class through nbgrader (release, fetch, submit, collect, "
         "autograde, feedback, export) =="

@@ -37,6 +37,8 @@ from dlcourse.grader.cells import grade_id, is_test
 MAX_NOTEBOOK_BYTES = 32 * 2**20  # a notebook with outputs; more is not homework
 MAX_FILES = 100  # entries looked at in one submission folder
 TIMESTAMP = "timestamp.txt"
+# Written by nbgrader itself into every submission; not the student's, not graded.
+NBGRADER_FILES = {"submission_secret.txt"}
 
 
 @dataclass
@@ -101,7 +103,7 @@ def _take_files(submitted: Path, staged: Path, release_names: set[str]) -> list[
             notes.append(f"'{name}' is a link; links are not followed, it was not graded")
             continue
         if not wanted:
-            if entry.name not in release_names:
+            if entry.name not in release_names | NBGRADER_FILES:
                 notes.append(f"'{name}' is not part of the assignment and was ignored")
             continue
         reason = _copy_regular(Path(entry.path), staged / entry.name, MAX_NOTEBOOK_BYTES)

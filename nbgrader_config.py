@@ -94,6 +94,9 @@ c.GenerateFeedback.preprocessors = [
     SanitizeStudentContent,
 ]
 c.HTMLExporter.sanitize_html = True
+# Collect refuses inbound entries that are links, or filed under another student's name;
+# links inside a submission are copied as links, never followed (dlcourse/grader/exchange.py).
+c.ExchangeFactory.collect = "dlcourse.grader.exchange.StrictCollect"
 # Graded copies of students' work are for the course staff only (nbgrader's default is 444).
 c.Autograde.permissions = 440
 

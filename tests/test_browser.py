@@ -524,3 +524,39 @@ def test_student_config_has_no_instructor_tools_and_a_quiet_first_cell(student_l
     shot(page, "07-student-first-cell-no-stderr")
     stderr = first.locator("[data-mime-type='application/vnd.jupyter.stderr']")
     assert stderr.count() == 0, stderr.all_inner_texts()
+
+
+def test_formgrader_shows_injected_markup_as_text_and_runs_nothing(lab, page):
+    """What a student put into Markdown or an output must not run with the instructor's
+    session when the instructor opens the submission in formgrader."""
+    from helpers import submit
+
+    from dlcourse.grader import cells
+    from dlcourse.grader.autograde import grade
+
+    course = Course(lab.course)
+    # The lab's course has the release but not its gradebook entries: make them, as an
+    # instructor does once per worksheet.
+    nbgrader(course.root, "generate_assignment", lab.released, "--force")
+    (name, release_nb), (source_nb,) = (
+        next(iter(course.release_notebooks(lab.released).items())),
+        course.source_notebooks(lab.released).values(),
+    )
+    nb = cells.answered(release_nb, cells.reference_answers(source_nb))
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("<img src=x onerror='window.PWNED=1'>"))
+    nb.cells.insert(2, nbformat.v4.new_markdown_cell("<script>window.PWNED=2</script>"))
+    submit(course, lab.released, "mallory", {name: nb})
+    outcomes, _ = grade(course, lab.released, ["mallory"], workers=1)
+    assert outcomes[0].ok, outcomes[0].notes
+    with course.gradebook() as gb:
+        notebook_id = gb.find_submission_notebook(name, lab.released, "mallory").id
+
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{lab.base}/formgrader/submissions/{notebook_id}/?token={lab.token}")
+    page.wait_for_load_state("load")
+    page.wait_for_timeout(1000)
+    assert page.evaluate("typeof window.PWNED") == "undefined"
+    assert not dialogs
+    assert "window.PWNED=2" in page.inner_text("body")  # shown as text
+    shot(page, "08-formgrader-injected-submission")

@@ -6,6 +6,7 @@ raised, never from log text. The driver kills the process group at the wall-cloc
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -48,11 +49,15 @@ def autograde(course: Course, assignment: str, student: str) -> dict:
         ok = False
         cause = err.__context__
         db_locked = isinstance(cause, sqlalchemy.exc.OperationalError) and "locked" in str(cause)
+        if not failures:  # failed before any notebook ran (no assignment in the gradebook, ...)
+            failures.append({"notebook": "", "error": "NbGraderException", "message": str(err)})
     return {"ok": ok and not failures, "failures": failures, "db_locked": db_locked}
 
 
 def main(argv: list[str]) -> int:
     course_root, assignment, student, result_path = argv
+    # nbgrader's own log (never the kernel's output) goes to the grader's per-student log file.
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s", stream=sys.stderr)
     result = autograde(Course.at(course_root), assignment, student)
     Path(result_path).write_text(json.dumps(result))
     return 0

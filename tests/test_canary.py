@@ -13,14 +13,15 @@ from dlcourse.grader import cells
 from dlcourse.grader.runner import tool_env
 
 WORKSHEET = "ws01_tensors"
-# A grading kernel that cannot even import TensorFlow: what a missing package, a wrong
-# interpreter or a too-small memory limit look like from the inside.
-BROKEN = "\nc.SandboxedExecute.limits = dict(c.SandboxedExecute.limits, memory_mb=200)\n"
 
 
 @pytest.mark.slow
 def test_a_broken_environment_grades_nobody_and_says_why(tmp_path):
-    course = generated_course(tmp_path / "course", [WORKSHEET], BROKEN)
+    """The grading machine cannot see the data sets (a wrong DLCOURSE_DATA, a folder not
+    mounted): the locked setup cell fails for everybody, the reference solution first."""
+    course = generated_course(tmp_path / "course", [WORKSHEET])
+    nowhere = tmp_path / "no-data-here"
+    nowhere.mkdir()
     (name, release_nb), (source_nb,) = (
         next(iter(course.release_notebooks(WORKSHEET).items())),
         course.source_notebooks(WORKSHEET).values(),
@@ -30,13 +31,14 @@ def test_a_broken_environment_grades_nobody_and_says_why(tmp_path):
     command = [sys.executable, "-m", "dlcourse", "autograde", WORKSHEET]
     result = subprocess.run(
         [*command, "--course", str(course.root)],
-        env=tool_env(),
+        env=tool_env(DLCOURSE_DATA=str(nowhere)),
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 3, result.stdout + result.stderr
     assert "Refusing to grade" in result.stdout and "reference solution" in result.stdout
-    assert "setup" in result.stdout, result.stdout  # names the cell that failed
+    assert "setup_imports" in result.stdout, result.stdout  # names the cell that failed
+    assert "DatasetError" in result.stdout
     assert not course.grades_csv.exists()
     assert not course.autograded().exists() or not any(course.autograded().iterdir())

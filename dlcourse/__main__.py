@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "outputs":
         from dlcourse import outputs as out
 
+        if args.markdown_only:
+            for name in args.notebooks or out.walkthroughs(out.repo_root()):
+                out.sync_markdown(Path(name))
+            return 0
         modes = None if args.mode == "both" else [args.mode]
         return out.run(args.notebooks, modes)
     return 2

@@ -183,6 +183,35 @@ def run_one(path: Path, modes: list[str], root: Path | None = None, timeout: int
     save_manifest(manifest, root)
 
 
+def sync_markdown(path: Path, root: Path | None = None) -> None:
+    """A prose-only edit: copy the walkthrough's Markdown cells into its baseline and record
+    both, without executing. Refused unless every code cell is exactly as last executed."""
+    root = root or repo_root()
+    full_path, quick_path = root / "notebooks" / path.name, baseline_dir(root) / path.name
+    full, quick = read(full_path), read(quick_path)
+    code = [(c.cell_type, c.source) for c in full.cells if c.cell_type == "code"]
+    executed = [(c.cell_type, c.source) for c in quick.cells if c.cell_type == "code"]
+    shape = [c.cell_type for c in full.cells] == [c.cell_type for c in quick.cells]
+    if code != executed or not shape:
+        raise SystemExit(
+            f"{path.name}: code cells changed too; re-execute "
+            f"(`{REPRODUCE_HINT.format(name=path.name)}`)"
+        )
+    for mine, theirs in zip(quick.cells, full.cells, strict=True):
+        if mine.cell_type == "markdown":
+            mine.source = theirs.source
+    write(full, full_path)
+    write(quick, quick_path)
+    manifest = load_manifest(root)
+    manifest[path.name] = {
+        "full": file_digest(full_path),
+        "quick": file_digest(quick_path),
+        "sources": sources_digest(full),
+    }
+    save_manifest(manifest, root)
+    print(f"{path.name}: Markdown synced into the baseline, nothing executed")
+
+
 def run(names: list[str] | None = None, modes: list[str] | None = None) -> int:
     paths = [Path(n) for n in names] if names else walkthroughs(repo_root())
     for path in paths:
@@ -201,4 +230,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="both",
         help="full: notebooks/ (class settings); quick: the CI baseline in "
         f"{BASELINE_DIR}/; both (default)",
+    )
+    parser.add_argument(
+        "--markdown-only",
+        action="store_true",
+        help="after editing prose only: copy the Markdown into the baseline, execute nothing",
     )

@@ -147,3 +147,25 @@ def test_committed_walkthroughs_meet_the_quality_targets():
     assert mnist >= 0.992, f"MNIST CNN {mnist}"
     assert cifar >= 0.75, f"CIFAR-10 CNN {cifar}"
     assert ae[-1] <= 0.01, f"dense autoencoder validation MSE {ae[-1]}"
+
+
+def test_a_prose_edit_is_synced_without_executing_but_a_code_edit_is_refused(course):
+    root, name = course
+    walkthrough = root / "notebooks" / name
+
+    def reword(nb):
+        prose = next(c for c in nb.cells if c.cell_type == "markdown")
+        prose.source += "\n\nOne more sentence."
+
+    edit(walkthrough, reword)
+    assert outputs.check(root), "a prose edit leaves the baseline stale until synced"
+    outputs.sync_markdown(walkthrough, root)
+    assert outputs.check(root) == []
+    baseline = nbformat.read(root / outputs.BASELINE_DIR / name, as_version=4)
+    assert (
+        "One more sentence." in next(c for c in baseline.cells if c.cell_type == "markdown").source
+    )
+
+    edit(walkthrough, lambda nb: setattr(first_code(nb), "source", "print('changed')"))
+    with pytest.raises(SystemExit, match="code cells changed"):
+        outputs.sync_markdown(walkthrough, root)

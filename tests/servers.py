@@ -214,10 +214,20 @@ class DaskCluster:
         )
 
     def stop(self) -> None:
-        for proc in [*self.workers, self.scheduler]:
-            if proc is not None and proc.poll() is None:
-                _stop_pid(proc.pid, signal.SIGTERM, timeout=15, group=True)
-            if proc is not None:
+        """SIGTERM every process group at once, SIGKILL what is left after 10 s, by PID."""
+        procs = [p for p in [*self.workers, self.scheduler] if p is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 10
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _stop_pid(proc.pid, signal.SIGKILL, group=True)
                 proc.wait()
         self.workers, self.scheduler = [], None
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -231,3 +241,26 @@ class DaskCluster:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# --- A small collected class for the gradebook/cluster tests -----------------------------------
+
+CLASS = ("ada", "ben", "cleo", "dev", "eve")  # full, blank, half, realistic mistake, first wrong
+
+
+def collect_class(course, worksheet: str, students=CLASS) -> list[str]:
+    """Submissions built from the demo scenarios, placed where `nbgrader collect` puts them."""
+    from helpers import submit
+
+    from dlcourse.demo import scenarios
+    from dlcourse.grader import cells
+
+    release = course.release_notebooks(worksheet)
+    source = course.source_notebooks(worksheet)
+    for student in students:
+        work = {}
+        for name, nb in release.items():
+            ctx = scenarios.Context(worksheet, nb, cells.reference_answers(source[name]))
+            work[name] = scenarios.SCENARIOS[student].build(ctx)
+        submit(course, worksheet, student, work)
+    return list(students)

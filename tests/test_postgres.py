@@ -36,6 +36,16 @@ def test_the_embedded_default_is_still_sqlite(tmp_path, monkeypatch):
     assert gradebook.backend("postgresql+psycopg2://u@h/db") == "postgresql"
 
 
+def test_the_gradebook_url_never_reaches_a_grading_kernel(tmp_path):
+    from dlcourse.grader.sandbox import Scratch, kernel_environment
+
+    scratch = Scratch(tmp_path, tmp_path / "work", tmp_path / "home", tmp_path / "ipc")
+    given = {settings.DB_URL: "postgresql://grader:secret@db/dlcourse", "DLCOURSE_QUICK": "1"}
+    env = kernel_environment(scratch, given)
+    assert settings.DB_URL not in env and "secret" not in str(env)
+    assert env["DLCOURSE_QUICK"] == "1"
+
+
 def test_server_is_stopped_by_pid(tmp_path):
     import os
 

@@ -254,8 +254,7 @@ def kernel_environment(scratch: Scratch, given: dict[str, str]) -> dict[str, str
     kept = {
         key: value
         for key, value in given.items()
-        if (key in KEPT_ENV or key.startswith(KEPT_ENV_PREFIXES))
-        and key not in DROPPED_ENV
+        if (key in KEPT_ENV or key.startswith(KEPT_ENV_PREFIXES)) and key not in DROPPED_ENV
     }
     if settings.DATA not in kept and (folder := data.course_data_dir()) is not None:
         kept[settings.DATA] = str(folder)

@@ -169,3 +169,32 @@ def submissions(course: Course, assignment: str) -> dict[str, dict[str, int]]:
     finally:
         engine.dispose()
     return {row[0]: {"submissions": int(row[1]), "grades": int(row[2])} for row in rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dlcourse.grader.gradebook {create,backup,restore FILE} [--course DIR]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m dlcourse.grader.gradebook")
+    parser.add_argument("action", choices=["create", "backup", "restore"])
+    parser.add_argument("file", nargs="?", help="restore: the backup to put back")
+    parser.add_argument("--course", help="course root (default: the nearest one from here)")
+    args = parser.parse_args(argv)
+    course = Course.at(args.course)
+    if args.action == "create":
+        create(course)
+        print(f"gradebook ready: {backend(course.db_url)}")
+    elif args.action == "backup":
+        print(backup(course) or "no gradebook yet: nothing to back up")
+    else:
+        if not args.file:
+            parser.error("restore needs the backup file")
+        restore(course, Path(args.file))
+        print(f"restored {args.file}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

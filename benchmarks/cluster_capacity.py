@@ -42,11 +42,10 @@ from servers import DaskCluster, Postgres  # noqa: E402
 
 from dlcourse import settings  # noqa: E402
 from dlcourse.demo.pipeline import new_course  # noqa: E402
-from dlcourse.grader import reference  # noqa: E402
+from dlcourse.grader import driver, gradebook, reference  # noqa: E402
 from dlcourse.grader.cluster import DaskExecutor  # noqa: E402
 from dlcourse.grader.course import Course  # noqa: E402
-from dlcourse.grader.driver import autograde_all  # noqa: E402
-from dlcourse.grader.runner import tool_env  # noqa: E402
+from dlcourse.grader.runner import nbgrader, tool_env  # noqa: E402
 
 
 def children_usage() -> tuple[float, float]:
@@ -78,12 +77,18 @@ def main() -> int:
     parser.add_argument("worksheet", nargs="?", default="ws01_tensors")
     parser.add_argument("--students", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=10,
+        help="students per round: each round grades its students locally, then on the "
+        "cluster, so both see the same machine load; a table is printed after every round",
+    )
     args = parser.parse_args()
     ws, n, k = args.worksheet, args.students, args.workers
     os.environ["PATH"] = tool_env()["PATH"]
     os.environ.pop(settings.DB_URL, None)
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
-    rows = []
     try:
         local = new_course(work / "local", REPO, [ws])
         students = collect_class(local, ws, n)
@@ -91,85 +96,109 @@ def main() -> int:
         reference.ensure(local, ws)
         canary = time.perf_counter() - start
         print(f"reference run: {canary:.0f} s; load {load()}", flush=True)
-
-        cpu0, _ = children_usage()
-        start = time.perf_counter()
         release = local.release_notebooks(ws)
-        outcomes = autograde_all(local, ws, students, release, workers=k, progress=_quiet(n))
-        wall = time.perf_counter() - start
-        cpu1, rss = children_usage()
-        ok = sum(o.ok for o in outcomes)
-        rows.append(("local: thread pool, SQLite", wall, (cpu1 - cpu0) / n, rss, ok, load()))
-        print(f"local: {wall:.0f} s, {ok}/{n} graded; load {load()}", flush=True)
+        gradebook.create(local)
 
         env = {key: v for key, v in tool_env().items() if key != settings.DB_URL}
         with Postgres() as pg, DaskCluster(workers=k, env=env) as cluster:
             url = pg.create_database("bench")
-            os.environ[settings.DB_URL] = url
             remote_root = work / "cluster"
             shutil.copytree(
                 local.root,
                 remote_root,
-                ignore=shutil.ignore_patterns(
-                    "gradebook.db", "autograded", "staged", "feedback", "logs", "notes", "backups"
-                ),
+                ignore=shutil.ignore_patterns("gradebook.db", "autograded", "staged", "logs"),
             )
+            os.environ[settings.DB_URL] = url
             remote = Course(remote_root)
-            from dlcourse.grader.runner import nbgrader
-
             nbgrader(remote.root, "generate_assignment", ws, "--force")  # into PostgreSQL
-            cpu0 = worker_children_cpu(cluster)
-            start = time.perf_counter()
-            outcomes = autograde_all(
-                remote,
-                ws,
-                students,
-                remote.release_notebooks(ws),
-                progress=_quiet(n),
-                executor=DaskExecutor(cluster.address),
-            )
-            wall = time.perf_counter() - start
-            cpu = (worker_children_cpu(cluster) - cpu0) / n
-            ok = sum(o.ok for o in outcomes)
-            label = f"Dask: scheduler + {k} workers (1 thread), PostgreSQL"
-            rows.append((label, wall, cpu, None, ok, load()))
-            print(f"cluster: {wall:.0f} s, {ok}/{n} graded; load {load()}", flush=True)
+            gradebook.create(remote)
             os.environ.pop(settings.DB_URL, None)
+            executor = DaskExecutor(cluster.address)
+            totals = {"local": Totals(), "cluster": Totals()}
+            for first in range(0, n, args.batch):
+                batch = students[first : first + args.batch]
+                # Local: the driver's default executor (thread pool of k grading processes).
+                cpu0, _ = children_usage()
+                start = time.perf_counter()
+                done = list(driver._local(local, ws, batch, release, k))
+                cpu1, rss = children_usage()
+                totals["local"].add(done, time.perf_counter() - start, cpu1 - cpu0, rss)
+                # Cluster: one Dask task per student; the gradebook on PostgreSQL.
+                os.environ[settings.DB_URL] = url
+                cpu0 = worker_children_cpu(cluster)
+                start = time.perf_counter()
+                done = list(executor.grade(remote, ws, batch, release, progress=lambda _: None))
+                seconds = time.perf_counter() - start
+                totals["cluster"].add(done, seconds, worker_children_cpu(cluster) - cpu0, None)
+                os.environ.pop(settings.DB_URL, None)
+                report(ws, n, k, canary, totals)
+            ok = gradebook.submissions(remote, ws)
+            print(
+                f"PostgreSQL gradebook: {len(ok)} students, "
+                f"{sorted({v['submissions'] for v in ok.values()})} submission(s) each"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return 0
 
+
+class Totals:
+    def __init__(self) -> None:
+        self.graded = self.ok = 0
+        self.wall = self.cpu = 0.0
+        self.rss = 0.0
+
+    def add(self, outcomes, wall: float, cpu: float, rss: float | None) -> None:
+        self.graded += len(outcomes)
+        self.ok += sum(o.ok for o in outcomes)
+        self.wall += wall
+        self.cpu += cpu
+        self.rss = max(self.rss, rss or 0.0)
+
+
+def report(ws: str, n: int, k: int, canary: float, totals: dict[str, Totals]) -> None:
+    done = totals["local"].graded
     print(
-        f"\nMachine: {platform.machine()}, {os.cpu_count()} CPUs (shared; load average "
-        f"1/5/15 min at the end: {load()}); {ws}, {n} submissions, {k} worker slots; "
-        f"reference run {canary:.0f} s (once, cached)\n"
+        f"\n{time.strftime('%H:%M:%S')} Machine: {platform.machine()}, {os.cpu_count()} CPUs "
+        f"(shared; load average 1/5/15 min now: {load()}); {ws}, {done} of {n} submissions "
+        f"graded in each mode so far, {k} worker slots; reference run {canary:.0f} s "
+        f"(once, cached)\n"
     )
     print(
-        "| run | graded | wall time | wall per submission per slot | CPU per submission "
-        "| peak resident (largest process) | load at end |"
+        "| run | graded ok | wall time | wall per submission per slot | CPU per submission "
+        "| peak resident (largest process) |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for label, wall, cpu, rss, ok, at_end in rows:
-        rss_text = f"{rss:,.0f} MB" if rss else "(not measured on workers)"
+    print("|---|---|---|---|---|---|")
+    labels = {
+        "local": f"local: thread pool of {k}, SQLite",
+        "cluster": f"Dask: scheduler + {k} workers × 1 thread, PostgreSQL",
+    }
+    for mode, t in totals.items():
+        rss = f"{t.rss:,.0f} MB" if t.rss else "(not measured on workers)"
         print(
-            f"| {label} | {ok}/{n} | {wall:.0f} s | {wall * k / n:.1f} s | {cpu:.1f} s "
-            f"| {rss_text} | {at_end} |"
+            f"| {labels[mode]} | {t.ok}/{t.graded} | {t.wall:.0f} s "
+            f"| {t.wall * k / t.graded:.1f} s | {t.cpu / t.graded:.1f} s | {rss} |"
         )
-    per_slot = rows[-1][1] * k / n
-    cpu = max(r[2] for r in rows)
+    cl = totals["cluster"]
+    per_slot = cl.wall * k / cl.graded
+    cpu = max(t.cpu / t.graded for t in totals.values())
     print(
         f"\nCapacity (one-thread workers, one core and 2 GB each; {per_slot:.1f} s per "
-        f"submission per slot as measured on the cluster here, {cpu:.1f} CPU s per submission, "
-        f"so about {per_slot / max(cpu, 0.1):.1f}x slower than an idle core would be):\n"
+        f"submission per slot as measured on the cluster here, {cpu:.1f} CPU s per submission):\n"
     )
-    print("| class size | workers | expected wall time (measured rate) | on idle cores |")
+    print(
+        "| class size | workers | expected wall time (rate measured here) "
+        "| on idle cores (CPU-bound) |"
+    )
     print("|---|---|---|---|")
     for size in (100, 300, 1000):
         for workers in (2, 8, 32):
             rounds = math.ceil(size / workers)
-            here = rounds * per_slot + canary
-            idle = rounds * cpu + canary
-            print(f"| {size} | {workers} | {_fmt(here)} | {_fmt(idle)} |")
-    return 0
+            print(
+                f"| {size} | {workers} | {_fmt(rounds * per_slot + canary)} "
+                f"| {_fmt(rounds * cpu + canary)} |"
+            )
+    sys.stdout.flush()
 
 
 def _quiet(n: int):

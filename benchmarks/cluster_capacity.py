@@ -28,6 +28,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -85,6 +86,8 @@ def main() -> int:
         "cluster, so both see the same machine load; a table is printed after every round",
     )
     args = parser.parse_args()
+    # `kill PID` still stops the servers this run started (the `with` blocks below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ws, n, k = args.worksheet, args.students, args.workers
     os.environ["PATH"] = tool_env()["PATH"]
     os.environ.pop(settings.DB_URL, None)

@@ -161,7 +161,7 @@ class DaskExecutor:
                 for student in students
             }
             seen: set[str] = set()
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 student = futures[future]
                 try:
                     outcome = future.result()

@@ -106,6 +106,19 @@ def test_a_sqlite_gradebook_is_refused_on_a_cluster(tmp_path, monkeypatch):
         DaskExecutor("tcp://127.0.0.1:1").check(course)
 
 
+def test_a_worker_that_cannot_see_the_course_says_so(tmp_path, monkeypatch):
+    from dlcourse.grader.cluster import grade_on_worker
+
+    url = "postgresql+psycopg2://grader@127.0.0.1:1/none"
+    monkeypatch.setenv(settings.DB_URL, "")  # restored after the test
+    outcome = grade_on_worker(str(tmp_path / "elsewhere"), WORKSHEET, "ada", url)
+    assert not outcome.ok and "is not there" in outcome.notes[0]
+    course = generated_course(tmp_path / "course", [])  # no reference results cached
+    outcome = grade_on_worker(str(course.root), WORKSHEET, "ada", url)
+    assert not outcome.ok and "no current reference results" in outcome.notes[0]
+    assert os.environ[settings.DB_URL] == url  # the worker's grading child gets the task's URL
+
+
 def test_no_scheduler_is_a_clear_refusal():
     with pytest.raises(ClusterUnavailable, match="no Dask scheduler answered"):
         DaskExecutor("tcp://127.0.0.1:1", timeout=2)._client()

@@ -212,3 +212,35 @@ def test_a_worker_killed_mid_run_loses_and_double_counts_nothing(servers, local_
     assert [o.student for o in outcomes if not o.ok] == []
     source = next(iter(pg_course.source_notebooks(WORKSHEET).values()))
     _check_gradebook(pg_course, local_scores, len(expected_scores(source)["ada"]))
+
+
+@pytest.mark.slow
+def test_the_command_line_grades_on_the_cluster(servers, tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    pg, cluster = servers
+    env = tool_env(**{settings.DB_URL: pg.create_database("gradebook_cli")})
+    os.environ[settings.DB_URL] = env[settings.DB_URL]
+    try:
+        course = generated_course(tmp_path / "course", [WORKSHEET])
+        collect_class(course, WORKSHEET, ("ada", "ben"))
+    finally:
+        os.environ.pop(settings.DB_URL)
+    command = [sys.executable, "-m", "dlcourse", "autograde", WORKSHEET]
+    command += ["--course", str(course.root), "--scheduler", cluster.address]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "grading on the Dask cluster at" in done.stdout
+    assert "2/2 ws01_tensors" in done.stdout  # live progress, one line per student
+    rows = {r["student_id"]: r for r in csv.DictReader(course.grades_csv.open())}
+    assert float(rows["ada"]["score"]) == float(rows["ada"]["max_score"]) > 0
+    assert float(rows["ben"]["score"]) == 0
+    assert list(course.backups.glob("gradebook-*.dump"))  # pg_dump before the run
+    assert not (course.root / "gradebook.db").exists()
+
+    # Without a database server, --scheduler refuses before grading anyone.
+    plain = {k: v for k, v in env.items() if k != settings.DB_URL}
+    done = subprocess.run(command, env=plain, capture_output=True, text=True, check=False)
+    assert done.returncode == 3 and "SQLite" in done.stdout, done.stdout + done.stderr

@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("worksheet")
     grade.add_argument("--course", help="course root (default: the nearest one from here)")
     grade.add_argument("--workers", type=int, help="concurrent students (default: CPU count)")
+    grade.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on a Dask cluster, one task per student (e.g. tcp://HOST:8786); the "
+        "course directory must be shared with the workers, the gradebook on PostgreSQL",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
@@ -48,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "autograde":
         from dlcourse.grader import autograde
 
-        return autograde.command(args.course, args.worksheet, args.workers)
+        return autograde.command(args.course, args.worksheet, args.workers, args.scheduler)
     if args.command == "fmt":
         from dlcourse import fmt as formatter
         from dlcourse.grader.course import Course

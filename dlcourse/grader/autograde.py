@@ -7,18 +7,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlcourse.grader import report, sandbox
+from dlcourse.grader.cluster import ClusterUnavailable, DaskExecutor
 from dlcourse.grader.course import Course, NotACourse
 from dlcourse.grader.driver import Outcome, autograde_all
+from dlcourse.grader.gradebook import BackupFailed
 from dlcourse.grader.reference import ReferenceFailed
 from dlcourse.grader.runner import nbgrader
 
 
 def grade(
-    course: Course, worksheet: str, students: list[str], workers: int | None = None
+    course: Course,
+    worksheet: str,
+    students: list[str],
+    workers: int | None = None,
+    executor=None,
 ) -> tuple[list[Outcome], Path]:
-    """Collected submissions -> autograde -> feedback with notes -> the worksheet's report."""
+    """Collected submissions -> autograde -> feedback with notes -> the worksheet's report.
+    `executor`: where the per-student grading runs (default: local processes; a
+    `dlcourse.grader.cluster.DaskExecutor` for a Dask cluster)."""
     release = course.release_notebooks(worksheet)
-    outcomes = autograde_all(course, worksheet, students, release, workers)
+    outcomes = autograde_all(course, worksheet, students, release, workers, executor=executor)
     for outcome in outcomes:
         report.write_notes(course, worksheet, outcome)
     nbgrader(course.root, "generate_feedback", worksheet, "--force", check=False)
@@ -32,7 +40,9 @@ def export(course: Course) -> Path:
     return course.grades_csv
 
 
-def command(course_dir: str | None, worksheet: str, workers: int | None) -> int:
+def command(
+    course_dir: str | None, worksheet: str, workers: int | None, scheduler: str | None = None
+) -> int:
     try:
         course = Course.at(course_dir)
     except NotACourse as err:
@@ -52,11 +62,17 @@ def command(course_dir: str | None, worksheet: str, workers: int | None) -> int:
     if reason:
         print(reason)
         return 3
+    executor = None
+    if scheduler:  # --scheduler: one task per student on a Dask cluster
+        executor = DaskExecutor(scheduler)
     try:
-        outcomes, path = grade(course, worksheet, students, workers)
+        outcomes, path = grade(course, worksheet, students, workers, executor)
     except ReferenceFailed as err:
         print(f"Refusing to grade {worksheet}: {err}")
         print("Nothing was graded: fix the grading environment, then run this again.")
+        return 3
+    except (ClusterUnavailable, BackupFailed) as err:
+        print(f"Refusing to grade {worksheet}: {err}")
         return 3
     print(f"grades (CSV): {export(course)}")
     print(f"feedback:     {course.feedback()}/<student>/{worksheet}/")

@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
 
-from dlcourse.grader import preflight, reference, sandbox
+from dlcourse.grader import gradebook, preflight, reference, sandbox
 from dlcourse.grader.course import Course
 from dlcourse.grader.crash import find_crashing_cell, neutralise_cell
 from dlcourse.grader.execute import OUTPUT_REMOVED, TIME_LIMIT_ERROR
-from dlcourse.grader.runner import nbgrader, tool_env
+from dlcourse.grader.runner import tool_env
 
 RETRIES = 2  # a sqlite gradebook can be locked by another worker for a moment
 LOG_LIMIT = 200_000  # bytes of nbgrader's own log kept per student
@@ -65,15 +63,20 @@ def grading_limits(course: Course, assignment: str) -> GradingLimits:
 
 
 def backup_gradebook(course: Course) -> Path | None:
-    db = course.root / "gradebook.db"
-    if not course.db_url.startswith("sqlite") or not db.exists():
-        return None
-    course.backups.mkdir(parents=True, exist_ok=True, mode=0o700)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    target = course.backups / f"gradebook-{stamp}.db"
-    shutil.copy2(db, target)
-    target.chmod(0o600)
-    return target
+    """SQLite: a copy of the file; PostgreSQL: pg_dump (dlcourse.grader.gradebook)."""
+    return gradebook.backup(course)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """The grading child is SIGKILLed when the process that started it dies (a lost Dask
+    worker, a killed grader), so a student is never graded by an orphan while the scheduler
+    grades them again elsewhere. Linux only; elsewhere nothing changes."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def autograde_one(course: Course, assignment: str, student: str, wall_clock: int) -> Outcome:
@@ -96,6 +99,7 @@ def autograde_one(course: Course, assignment: str, student: str, wall_clock: int
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 )
                 try:
                     proc.wait(timeout=wall_clock)
@@ -255,11 +259,15 @@ def autograde_all(
     release: dict[str, nbformat.NotebookNode],
     workers: int | None = None,
     progress: Callable[[str], None] = print,
+    executor=None,
 ) -> list[Outcome]:
-    """Grade every student with at most `workers` concurrent child processes."""
+    """Grade every student with at most `workers` concurrent child processes, or, with an
+    `executor` (`dlcourse.grader.cluster.DaskExecutor`), one task per student on a cluster."""
     reason = sandbox.refusal()
     if reason:
         raise sandbox.SandboxUnavailable(reason)
+    if executor is not None:
+        executor.check(course)  # before the reference run: refuse early (e.g. SQLite)
     workers = workers or os.cpu_count() or 1
     progress(sandbox.protections().summary())
     if sandbox.protections().off:
@@ -271,26 +279,37 @@ def autograde_all(
     progress(f"  the reference solution passes in this grading environment ({seconds:.0f} s)")
     backup_gradebook(course)
     # nbgrader creates the gradebook tables on first use; do it once, not in every worker.
-    nbgrader(course.root, "db", "student", "list", check=False)
+    gradebook.create(course)
     outcomes = []
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(grade_student, course, assignment, s, release) for s in students]
-        for done, future in enumerate(as_completed(futures), 1):
-            outcome = future.result()
-            outcomes.append(outcome)
-            bar = "#" * (20 * done // len(futures))
-            status = "ok" if outcome.ok else "FAILED"
-            progress(
-                f"  [{bar:<20}] {done}/{len(futures)} {assignment} {outcome.student}: "
-                f"{status} ({outcome.seconds:.1f} s)"
-            )
-            sys.stdout.flush()
+    if executor is None:
+        results = _local(course, assignment, students, release, workers)
+        where = f"{workers} worker(s)"
+    else:  # pluggable executor: yields each student's Outcome as it completes
+        results = executor.grade(course, assignment, students, release, progress)
+        where = executor.describe()
+    for done, outcome in enumerate(results, 1):
+        outcomes.append(outcome)
+        bar = "#" * (20 * done // len(students))
+        status = "ok" if outcome.ok else "FAILED"
+        progress(
+            f"  [{bar:<20}] {done}/{len(students)} {assignment} {outcome.student}: "
+            f"{status} ({outcome.seconds:.1f} s)"
+        )
+        sys.stdout.flush()
     failed = [o.student for o in outcomes if not o.ok]
     noted = sum(bool(o.notes) for o in outcomes)
     progress(
         f"  {assignment}: {len(outcomes) - len(failed)} graded, {len(failed)} failed"
         f"{' (' + ', '.join(sorted(failed)) + ')' if failed else ''}, {noted} with notes "
-        f"for the report; {time.perf_counter() - start:.0f} s with {workers} worker(s)"
+        f"for the report; {time.perf_counter() - start:.0f} s with {where}"
     )
     return sorted(outcomes, key=lambda o: o.student)
+
+
+def _local(course, assignment, students, release, workers) -> Iterator[Outcome]:
+    """The default: a thread pool of `workers`, each running one student's child process."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(grade_student, course, assignment, s, release) for s in students]
+        for future in as_completed(futures):
+            yield future.result()

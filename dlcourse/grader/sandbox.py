@@ -238,6 +238,8 @@ class Scratch:
 KEPT_ENV = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "PYTHONHASHSEED", "PYTHONWARNINGS"}
 KEPT_ENV_PREFIXES = ("LC_", "TF_", "DLCOURSE_", "NBGRADER_", "CUDA_", "OMP_", "MKL_", "JPY_")
 KEPT_ENV_PREFIXES += ("OPENBLAS_", "KMP_", "MPLBACKEND", "PYDEVD_")
+# ... except the gradebook's URL, which may carry a database password.
+DROPPED_ENV = {settings.DB_URL}
 
 
 # Whatever the grader's own environment says, grading kernels train in quick mode.
@@ -252,7 +254,7 @@ def kernel_environment(scratch: Scratch, given: dict[str, str]) -> dict[str, str
     kept = {
         key: value
         for key, value in given.items()
-        if key in KEPT_ENV or key.startswith(KEPT_ENV_PREFIXES)
+        if (key in KEPT_ENV or key.startswith(KEPT_ENV_PREFIXES)) and key not in DROPPED_ENV
     }
     if settings.DATA not in kept and (folder := data.course_data_dir()) is not None:
         kept[settings.DATA] = str(folder)

@@ -1,0 +1,266 @@
+"""Real servers for the tests and the capacity benchmark, on loopback, stopped by PID.
+
+- `Postgres`: Debian's PostgreSQL (`/usr/lib/postgresql/*/bin`), `initdb` into a fresh temporary
+  directory, listening on a free 127.0.0.1 port and a Unix socket in that directory. PostgreSQL
+  refuses to run as root: as root, the data directory belongs to the `postgres` OS user (the
+  Debian package creates it) and the server runs through `runuser -u postgres --`.
+- `DaskCluster`: `dask scheduler` on a free loopback port (its address read back from a
+  scheduler file) plus N `dask worker` processes, one thread each, no nanny, each in a process
+  group of its own so one can be killed mid-run like a lost machine.
+
+Both stop everything they started, by PID, in `stop()` (and on `with` exit), whatever happened.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PG_USER = "grader"  # the database role the gradebook connects as (trust auth, loopback only)
+
+
+def pg_bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(found[-1]).parent if found else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(predicate, timeout: float, what: str, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise TimeoutError(f"{what} did not come up in {timeout:.0f} s\n{tail}")
+
+
+def _stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 30, group=False) -> None:
+    kill = os.killpg if group else os.kill
+    try:
+        kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    try:
+        kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class Postgres:
+    """A throwaway PostgreSQL server. `url(db)` is the SQLAlchemy URL of database `db`."""
+
+    def __init__(self) -> None:
+        self.bindir = pg_bindir()
+        if self.bindir is None:
+            raise RuntimeError("PostgreSQL is not installed (make system: deploy/system-packages)")
+        self.as_root = os.geteuid() == 0
+        # Not under pytest's basetemp: its folders are 0700 root, out of the postgres user's reach.
+        self.dir = Path(tempfile.mkdtemp(prefix="dlcourse-pg-"))
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.pid: int | None = None
+
+    def _run_as(self) -> list[str]:
+        return ["runuser", "-u", "postgres", "--"] if self.as_root else []
+
+    def start(self) -> Postgres:
+        if self.as_root:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.dir.chmod(0o700)
+        subprocess.run(
+            [*self._run_as(), str(self.bindir / "initdb"), "-D", str(self.data), "-U", PG_USER]
+            + ["--auth=trust", "-E", "UTF8", "--no-sync"],
+            check=True,
+            capture_output=True,
+        )
+        cmd = [*self._run_as(), str(self.bindir / "postgres"), "-D", str(self.data)]
+        cmd += ["-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.dir)]
+        cmd += ["-c", "fsync=off", "-c", "max_connections=100"]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        pidfile = self.data / "postmaster.pid"
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited: {self.log.read_text()[-3000:]}")
+            if not pidfile.exists():
+                return False
+            lines = pidfile.read_text().splitlines()
+            return len(lines) >= 8 and lines[7].strip() == "ready"
+
+        _wait_for(ready, 60, "PostgreSQL", self.log)
+        # The postmaster's own PID (runuser stays in between as its parent).
+        self.pid = int(pidfile.read_text().split()[0])
+        return self
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg2://{PG_USER}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(self.url(), isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+        finally:
+            engine.dispose()
+        return self.url(name)
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            _stop_pid(self.pid, signal.SIGINT)  # fast shutdown: disconnects clients
+            self.pid = None
+        if self.proc is not None:
+            _stop_pid(self.proc.pid)
+            self.proc.wait()
+            self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Postgres:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class DaskCluster:
+    """`dask scheduler` plus `workers` x `dask worker --nthreads 1`, on 127.0.0.1."""
+
+    def __init__(self, workers: int = 2, env: dict[str, str] | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="dlcourse-dask-"))
+        self.n_workers = workers
+        self.env = env or dict(os.environ)
+        self.dask = str(Path(sys.executable).parent / "dask")
+        self.scheduler: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self.address = ""
+
+    def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
+        with (self.dir / log).open("wb") as out:
+            return subprocess.Popen(
+                [self.dask, *args],
+                env=self.env,
+                cwd=self.dir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: killpg takes it all
+            )
+
+    def start(self) -> DaskCluster:
+        scheduler_file = self.dir / "scheduler.json"
+        self.scheduler = self._spawn(
+            ["scheduler", "--host", "127.0.0.1", "--port", str(free_port()), "--no-dashboard"]
+            + ["--scheduler-file", str(scheduler_file)],
+            "scheduler.log",
+        )
+        _wait_for(scheduler_file.exists, 120, "dask scheduler", self.dir / "scheduler.log")
+        time.sleep(0.2)
+        self.address = json.loads(scheduler_file.read_text())["address"]
+        for i in range(self.n_workers):
+            self.add_worker(f"worker-{i}")
+        from distributed import Client
+
+        with Client(self.address, timeout=60) as client:
+            client.wait_for_workers(self.n_workers, timeout=180)
+        return self
+
+    def add_worker(self, name: str) -> subprocess.Popen:
+        proc = self._spawn(
+            ["worker", self.address, "--nthreads", "1", "--nworkers", "1", "--no-nanny"]
+            + ["--no-dashboard", "--host", "127.0.0.1", "--name", name],
+            f"{name}.log",
+        )
+        self.workers.append(proc)
+        return proc
+
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL a worker's whole process group: a machine lost mid-run."""
+        _stop_pid(self.workers[index].pid, signal.SIGKILL, group=True)
+        self.workers[index].wait()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
+            for p in sorted(self.dir.glob("*.log"))
+        )
+
+    def stop(self) -> None:
+        """SIGTERM every process group at once, SIGKILL what is left after 10 s, by PID."""
+        procs = [p for p in [*self.workers, self.scheduler] if p is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 10
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _stop_pid(proc.pid, signal.SIGKILL, group=True)
+                proc.wait()
+        self.workers, self.scheduler = [], None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> DaskCluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# --- A small collected class for the gradebook/cluster tests -----------------------------------
+
+CLASS = ("ada", "ben", "cleo", "dev", "eve")  # full, blank, half, realistic mistake, first wrong
+
+
+def collect_class(course, worksheet: str, students=CLASS) -> list[str]:
+    """Submissions built from the demo scenarios, placed where `nbgrader collect` puts them."""
+    from helpers import submit
+
+    from dlcourse.demo import scenarios
+    from dlcourse.grader import cells
+
+    release = course.release_notebooks(worksheet)
+    source = course.source_notebooks(worksheet)
+    for student in students:
+        work = {}
+        for name, nb in release.items():
+            ctx = scenarios.Context(worksheet, nb, cells.reference_answers(source[name]))
+            work[name] = scenarios.SCENARIOS[student].build(ctx)
+        submit(course, worksheet, student, work)
+    return list(students)

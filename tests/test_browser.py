@@ -375,6 +375,39 @@ def shot(page, name: str) -> None:
         print(f"screenshot {name} failed: {err}")
 
 
+def run_first_cell(page, url: str):
+    """Open a worksheet in JupyterLab and run its first code cell as a student would; the
+    cell's locator once the banner is there."""
+    from playwright.sync_api import expect
+
+    # Lab sometimes asks which kernel to start (when the kernel specs arrive late): a student
+    # accepts the proposed one, Python 3 (ipykernel).
+    page.add_locator_handler(
+        page.locator(".jp-Dialog", has_text="Select Kernel"),
+        lambda dialog: dialog.locator(".jp-mod-accept").click(),
+    )
+    page.goto(url)
+    panel = page.locator(".jp-NotebookPanel:visible")
+    expect(panel).to_have_count(1)
+    idle = panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    expect(idle).to_have_count(1, timeout=KERNEL_TIMEOUT)
+    first = panel.locator(".jp-CodeCell").first
+    prompt = first.locator(".jp-InputPrompt")
+    for _ in range(3):  # a run requested while the kernel handshake is still going is dropped
+        prompt.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=15_000)
+            break
+        except AssertionError:
+            continue
+    expect(first.locator(".jp-OutputArea-output")).to_contain_text(
+        "Running on CPU (", timeout=KERNEL_TIMEOUT
+    )
+    expect(prompt).to_have_text(re.compile(r"\[\d+\]"))
+    return first
+
+
 def test_student_lab_assignment_list_banner_and_validate(lab, page):
     from playwright.sync_api import expect
 
@@ -398,32 +431,9 @@ def test_student_lab_assignment_list_banner_and_validate(lab, page):
     shot(page, "02-student-assignment-list")
 
     # A released worksheet opens in a live kernel; its first code cell prints the banner.
-    # Lab sometimes asks which kernel to start (when the kernel specs arrive late): a student
-    # accepts the proposed one, Python 3 (ipykernel).
-    page.add_locator_handler(
-        page.locator(".jp-Dialog", has_text="Select Kernel"),
-        lambda dialog: dialog.locator(".jp-mod-accept").click(),
-    )
-    page.goto(f"{lab.base}/lab/tree/{lab.notebook}")
-    panel = page.locator(".jp-NotebookPanel:visible")
-    expect(panel).to_have_count(1)
-    idle = panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-    expect(idle).to_have_count(1, timeout=KERNEL_TIMEOUT)
-    first = panel.locator(".jp-CodeCell").first
-    prompt = first.locator(".jp-InputPrompt")
-    for _ in range(3):  # a run requested while the kernel handshake is still going is dropped
-        prompt.click()
-        page.keyboard.press("Shift+Enter")
-        try:
-            expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=15_000)
-            break
-        except AssertionError:
-            continue
-    expect(first.locator(".jp-OutputArea-output")).to_contain_text(
-        "Running on CPU (", timeout=KERNEL_TIMEOUT
-    )
-    expect(prompt).to_have_text(re.compile(r"\[\d+\]"))
+    run_first_cell(page, f"{lab.base}/lab/tree/{lab.notebook}")
     shot(page, "03-student-first-cell")
+    panel = page.locator(".jp-NotebookPanel:visible")
 
     # nbgrader's Validate button validates the (unanswered) worksheet.
     validate = panel.locator(".validate-button")
@@ -497,29 +507,7 @@ def test_student_config_has_no_instructor_tools_and_a_quiet_first_cell(student_l
     assert (student_lab.root / student_lab.notebook).is_file()
 
     # Its first cell runs in the course's kernel: the banner, and no red stderr block.
-    page.add_locator_handler(
-        page.locator(".jp-Dialog", has_text="Select Kernel"),
-        lambda dialog: dialog.locator(".jp-mod-accept").click(),
-    )
-    page.goto(f"{student_lab.base}/lab/tree/{student_lab.notebook}")
-    panel = page.locator(".jp-NotebookPanel:visible")
-    expect(panel).to_have_count(1)
-    idle = panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-    expect(idle).to_have_count(1, timeout=KERNEL_TIMEOUT)
-    first = panel.locator(".jp-CodeCell").first
-    prompt = first.locator(".jp-InputPrompt")
-    for _ in range(3):  # a run requested while the kernel handshake is still going is dropped
-        prompt.click()
-        page.keyboard.press("Shift+Enter")
-        try:
-            expect(prompt).to_have_text(re.compile(r"\[(\*|\d+)\]"), timeout=15_000)
-            break
-        except AssertionError:
-            continue
-    expect(first.locator(".jp-OutputArea-output")).to_contain_text(
-        "Running on CPU (", timeout=KERNEL_TIMEOUT
-    )
-    expect(prompt).to_have_text(re.compile(r"\[\d+\]"))
+    first = run_first_cell(page, f"{student_lab.base}/lab/tree/{student_lab.notebook}")
     page.wait_for_timeout(2000)  # fd-level stderr arrives asynchronously: give it time
     shot(page, "07-student-first-cell-no-stderr")
     stderr = first.locator("[data-mime-type='application/vnd.jupyter.stderr']")

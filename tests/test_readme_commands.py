@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from dlcourse import data
+
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 STUDENT = str(REPO / "deploy" / "student")
@@ -69,6 +71,9 @@ def test_readme_instructor_commands_run_as_written(tmp_path):
     for key in ("DLCOURSE_DATA", "DLCOURSE_SANDBOX"):
         if key in os.environ:
             env[key] = os.environ[key]
+    # The copy lives in a temporary folder, away from the data beside the repo: say where the
+    # data sets are, as an instructor whose course is elsewhere does.
+    env.setdefault("DLCOURSE_DATA", str(data.course_data_dir()))
     commands = instructor_commands()
     worksheet = shlex.split(commands[0])[2]
     assert (course / "source" / worksheet).is_dir(), worksheet

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -54,7 +55,20 @@ def autograde(course: Course, assignment: str, student: str) -> dict:
     return {"ok": ok and not failures, "failures": failures, "db_locked": db_locked}
 
 
+def die_with_parent() -> None:
+    """Be SIGKILLed when the process that started us dies (a lost Dask worker, a killed
+    grader), so a student is never graded by an orphan while the scheduler grades them again
+    elsewhere. Set here, after exec (a preexec_fn is unsafe in a threaded grader). Linux."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str]) -> int:
+    die_with_parent()
     course_root, assignment, student, result_path = argv
     # nbgrader's own log (never the kernel's output) goes to the grader's per-student log file.
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s", stream=sys.stderr)

@@ -67,18 +67,6 @@ def backup_gradebook(course: Course) -> Path | None:
     return gradebook.backup(course)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """The grading child is SIGKILLed when the process that started it dies (a lost Dask
-    worker, a killed grader), so a student is never graded by an orphan while the scheduler
-    grades them again elsewhere. Linux only; elsewhere nothing changes."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def autograde_one(course: Course, assignment: str, student: str, wall_clock: int) -> Outcome:
     """Run the child for one student; its JSON result, or a wall-clock/total failure."""
     start = time.perf_counter()
@@ -99,7 +87,6 @@ def autograde_one(course: Course, assignment: str, student: str, wall_clock: int
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent if sys.platform == "linux" else None,
                 )
                 try:
                     proc.wait(timeout=wall_clock)

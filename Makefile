@@ -21,7 +21,7 @@ help:
 	@echo "make system  - install missing Debian packages: bubblewrap, chromium, postgresql (as root/sudo)"
 	@echo "make doctor  - versions, devices and data sets"
 	@echo "make release - regenerate release/ from source/ with nbgrader"
-	@echo "make outputs - re-execute the walkthroughs in quick mode (what nbval compares against)"
+	@echo "make outputs - re-execute the walkthroughs: full mode into notebooks/, quick baselines for nbval"
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Need $(PYTHON) (Python 3.11). Set PYTHON=/path/to/python3.11"; exit 1; }

@@ -68,7 +68,28 @@ def _stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 30, group=Fa
         pass
 
 
-class Postgres:
+class _Stoppable:
+    """A server started by a test: stopped by PID on leaving the block, even when starting
+    it failed half-way."""
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class Postgres(_Stoppable):
     """A throwaway PostgreSQL server. `url(db)` is the SQLAlchemy URL of database `db`."""
 
     def __init__(self) -> None:
@@ -141,18 +162,8 @@ class Postgres:
             self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> Postgres:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-class DaskCluster:
+class DaskCluster(_Stoppable):
     """`dask scheduler` plus `workers` x `dask worker --nthreads 1`, on 127.0.0.1."""
 
     def __init__(self, workers: int = 2, env: dict[str, str] | None = None) -> None:
@@ -231,16 +242,6 @@ class DaskCluster:
                 proc.wait()
         self.workers, self.scheduler = [], None
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> DaskCluster:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 # --- A small collected class for the gradebook/cluster tests -----------------------------------

@@ -9,7 +9,8 @@ import pytest
 from nbclient import NotebookClient
 from nbgrader.utils import determine_grade
 
-from dlcourse.grader.verdict import answer_sources, apply, decide, expectation, expected_from
+from dlcourse.grader.cells import answer_sources
+from dlcourse.grader.verdict import apply, decide, expectation, expected_from
 
 REPO = Path(__file__).resolve().parent.parent
 POINTS = 2.0

@@ -64,16 +64,17 @@ def tests_of(nb: Notebook, solution_id: str) -> list[str]:
     return result
 
 
-def answers_before(nb: Notebook, test_id: str) -> list[Notebook]:
-    """The answer cells a test cell checks: those after the previous test cell."""
-    answers: list = []
+def answer_sources(nb: Notebook, test_id: str) -> list[str]:
+    """Sources of the answer cells a test cell checks: the solution code cells between the
+    previous test cell and this one."""
+    sources: list[str] = []
     for cell in nb.cells:
         if is_test(cell):
             if grade_id(cell) == test_id:
-                return answers
-            answers = []
+                return sources
+            sources = []
         elif is_answer(cell) and cell.cell_type == "code":
-            answers.append(cell)
+            sources.append(cell.source)
     return []
 
 

@@ -41,7 +41,7 @@ class DecideVerdicts(NbGraderPreprocessor):
                 continue
             gid = cells.grade_id(cell)
             probes, rule = verdict.expectation(expected, gid)
-            decision = verdict.decide(cell, probes, rule, verdict.answer_sources(nb, gid))
+            decision = verdict.decide(cell, probes, rule, cells.answer_sources(nb, gid))
             verdict.apply(cell, decision, show_hidden_values=self.show_hidden_values)
         return nb, resources
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from dlcourse.grader.cells import is_test
 from dlcourse.probe import MAX_DEPTH, MAX_ELEMENTS, MIME
 
 METHOD_KEY = "__method__"
@@ -574,11 +575,6 @@ def _failure(messages: list[str]) -> Any:
 # --- expected values from the reference run --------------------------------------------------
 
 
-def _is_test_cell(cell: Any) -> bool:
-    meta = (cell.get("metadata") or {}).get("nbgrader") or {}
-    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
-
-
 def expected_from(executed_master_nb: Any) -> dict[str, dict]:
     """grade_id -> {"probes": {key: Probe fields}, "method": MethodRule fields or None}.
 
@@ -586,7 +582,7 @@ def expected_from(executed_master_nb: Any) -> dict[str, dict]:
     """
     out: dict[str, dict] = {}
     for cell in executed_master_nb.get("cells", []):
-        if not _is_test_cell(cell):
+        if not is_test(cell):
             continue
         grade_id = cell["metadata"]["nbgrader"].get("grade_id", "")
         probes, rule, problems = probes_of(cell)
@@ -617,20 +613,6 @@ def expectation(data: dict[str, dict], grade_id: str) -> tuple[dict[str, Probe],
         else MethodRule(tuple(method["uses"]), tuple(method["forbids"]), method["hint"])
     )
     return probes, rule
-
-
-def answer_sources(nb: Any, grade_id: str) -> list[str]:
-    """Sources of the solution code cells between the previous test cell and this one."""
-    sources: list[str] = []
-    for cell in nb.get("cells", []):
-        meta = (cell.get("metadata") or {}).get("nbgrader") or {}
-        if _is_test_cell(cell):
-            if meta.get("grade_id") == grade_id:
-                return sources
-            sources = []
-        elif cell.get("cell_type") == "code" and meta.get("solution"):
-            sources.append(str(cell.get("source", "")))
-    return []
 
 
 def save_expected(path: str | os.PathLike[str], data: dict[str, dict]) -> None:

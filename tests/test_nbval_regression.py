@@ -10,6 +10,7 @@ committed (old) and the recomputed (new) value.
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import subprocess
 import sys
@@ -127,8 +128,10 @@ def test_nbval_fails_on_an_altered_output_with_a_readable_diff(tmp_path):
         str(good_dir / source.name),
         str(bad_dir / source.name),
     ]
+    # The copies live outside the course, so they are told where it is (and so its data).
+    env = {**os.environ, "DLCOURSE_COURSE": str(REPO)}
     result = subprocess.run(
-        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     out = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)  # nbval colours
     where = f"(notebook {source.name}, changed {old!r} -> {new!r})\n{out[-6000:]}"

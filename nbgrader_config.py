@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 from nbgrader.converters import Autograde, GenerateFeedback
-from nbgrader.preprocessors import Execute, SaveAutoGrades
+from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
 from dlcourse.grader.decide import DecideVerdicts, HideHiddenTests
 from dlcourse.grader.execute import SandboxedExecute
+from dlcourse.grader.overwrite import OverwriteCellsKnowingHiddenTests
 from dlcourse.grader.sanitize import SanitizeStudentContent
 from dlcourse.kernel_env import KERNEL_ENV, TF_LOG_ONLY
 
@@ -78,11 +79,19 @@ c.LimitOutput.max_traceback = 100
 # Verdicts are not the kernel's: before nbgrader saves the grades, DecideVerdicts compares
 # what each test cell's hidden tests recorded with the reference solution's values, in this
 # process, and sets each test cell to full points or 0 (dlcourse/grader/decide.py). The
-# other steps are nbgrader's own list, whatever this nbgrader version has in it.
-_steps = [
-    SandboxedExecute if step is Execute else step
-    for step in Autograde.class_traits()["autograde_preprocessors"].default()
-]
+# OverwriteCells is replaced by one that does not warn "checksum has changed!" for every
+# untouched test cell with hidden tests (dlcourse/grader/overwrite.py); a real edit of a
+# locked cell is still reported. The other steps are nbgrader's own list, whatever this
+# nbgrader version has in it.
+_REPLACED = {Execute: SandboxedExecute, OverwriteCells: OverwriteCellsKnowingHiddenTests}
+
+
+def _nbgrader_steps(trait: str) -> list:
+    return [_REPLACED.get(step, step) for step in Autograde.class_traits()[trait].default()]
+
+
+c.Autograde.sanitize_preprocessors = _nbgrader_steps("sanitize_preprocessors")
+_steps = _nbgrader_steps("autograde_preprocessors")
 _steps.insert(_steps.index(SaveAutoGrades), DecideVerdicts)
 _steps.insert(_steps.index(SaveAutoGrades), SanitizeStudentContent)
 c.Autograde.autograde_preprocessors = _steps

@@ -39,6 +39,7 @@ import nbformat
 import psutil
 import pytest
 
+from dlcourse.data import course_data_dir
 from dlcourse.grader.course import Course
 from dlcourse.grader.runner import nbgrader
 
@@ -204,18 +205,25 @@ def lab(tmp_path_factory):
     nbformat.write(nb, notebook)
 
     jupyter = root / "jupyter"
-    env = os.environ | {
-        "DLCOURSE_QUICK": "1",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "PYTHONHASHSEED": "0",
-        "DLCOURSE_EXCHANGE": str(root / "exchange"),
-        # Nothing from (or into) the user's own Jupyter/IPython directories.
-        "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
-        "JUPYTER_DATA_DIR": str(jupyter / "data"),
-        "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
-        "IPYTHONDIR": str(jupyter / "ipython"),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    # The course copy is outside the repo: the server (formgrader's autograde) is told where
+    # the data sets are, as an instructor's course outside the repo would be.
+    found = course_data_dir()
+    env = (
+        os.environ
+        | ({"DLCOURSE_DATA": str(found)} if found else {})
+        | {
+            "DLCOURSE_QUICK": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "PYTHONHASHSEED": "0",
+            "DLCOURSE_EXCHANGE": str(root / "exchange"),
+            # Nothing from (or into) the user's own Jupyter/IPython directories.
+            "JUPYTER_CONFIG_DIR": str(jupyter / "config"),
+            "JUPYTER_DATA_DIR": str(jupyter / "data"),
+            "JUPYTER_RUNTIME_DIR": str(jupyter / "runtime"),
+            "IPYTHONDIR": str(jupyter / "ipython"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
     lab_settings(jupyter / "config")
 
     # The instructor releases the worksheet to the (temporary) exchange.
@@ -548,3 +556,52 @@ def test_formgrader_shows_injected_markup_as_text_and_runs_nothing(lab, page):
     assert not dialogs
     assert "window.PWNED=2" in page.inner_text("body")  # shown as text
     shot(page, "08-formgrader-injected-submission")
+
+
+def post(url: str, token: str, timeout: float = 600) -> bytes:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(
+        url, data=b"", method="POST", headers={"Authorization": f"token {token}"}
+    )
+    with opener.open(request, timeout=timeout) as response:
+        return response.read()
+
+
+def test_formgrader_autograde_log_says_the_sandbox_and_only_what_matters(lab):
+    """Formgrader's Autograde button (its API, as the button calls it) runs at DEBUG and shows
+    the instructor the whole log: it must say the sandbox status, not trace kernel messages,
+    and warn about a changed test cell only when the student changed one."""
+    from helpers import submit
+
+    from dlcourse.grader import cells
+
+    course = Course(lab.course)
+    nbgrader(course.root, "generate_assignment", lab.released, "--force")
+    (name, release_nb), (source_nb,) = (
+        next(iter(course.release_notebooks(lab.released).items())),
+        course.source_notebooks(lab.released).values(),
+    )
+    untouched = cells.answered(release_nb, cells.reference_answers(source_nb))
+    edited = nbformat.from_dict(untouched)
+    tampered = next(c for c in edited.cells if cells.is_test(c))
+    tampered.source += "\nprint('my own test')"
+    submit(course, lab.released, "erin", {name: untouched})
+    submit(course, lab.released, "frank", {name: edited})
+
+    logs = {}
+    for student in ("erin", "frank"):
+        url = f"{lab.base}/formgrader/api/submission/{lab.released}/{student}/autograde"
+        result = json.loads(post(url, lab.token))
+        assert result["success"], result.get("error", "")[-3000:]
+        logs[student] = result["log"]
+
+    for log in logs.values():
+        assert f"Grading {'erin' if log is logs['erin'] else 'frank'}: sandbox:" in log, log
+        assert "msg_type" not in log and "execution_state" not in log, log[:3000]
+        assert len(log.splitlines()) < 120, log[:3000]
+    assert "has changed" not in logs["erin"], logs["erin"]
+    changed = re.findall(r"Attribute '(\w+)' for cell (\S+) has changed", logs["frank"])
+    assert changed == [("checksum", cells.grade_id(tampered))], logs["frank"]
+    with course.gradebook() as gb:
+        erin = gb.find_submission(lab.released, "erin")
+        assert erin.score == erin.max_score > 0

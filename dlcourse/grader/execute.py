@@ -12,13 +12,17 @@
 - drops any single output larger than `max_output_kb` (a generated 50 MB image, one endless
   line), leaving a line that says so;
 - enforces a wall-clock limit for the whole notebook: once it is spent, the remaining cells
-  are not run and carry an error saying why.
+  are not run and carry an error saying why;
+- keeps nbclient's trace of every kernel message (DEBUG, dozens of lines per cell) out of the
+  log unless `trace_kernel_messages` is set: formgrader runs autograde at DEBUG and shows the
+  instructor everything it logged.
 
 It decides nothing about grades: `dlcourse.grader.decide` does, outside the kernel.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -28,7 +32,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Dict, Float, Int
+from traitlets import Bool, Dict, Float, Int, default
 
 from dlcourse.grader.sandbox import Limits, SandboxedKernelManager, limits_for, protections
 
@@ -51,6 +55,11 @@ def error_output(ename: str, message: str) -> NotebookNode:
         evalue=message,
         traceback=[f"\x1b[0;31m{ename}\x1b[0m: {message}"],
     )
+
+
+class _WithoutDebug(logging.LoggerAdapter):
+    def isEnabledFor(self, level: int) -> bool:
+        return level > logging.DEBUG and super().isEnabledFor(level)
 
 
 class SandboxedExecute(Execute):
@@ -81,11 +90,19 @@ class SandboxedExecute(Execute):
     timeout_floor = Int(
         15, help="... but never less than this many seconds (a loaded machine is slower)."
     ).tag(config=True)
+    trace_kernel_messages = Bool(
+        False, help="Log every kernel message at DEBUG (nbclient's trace), for debugging."
+    ).tag(config=True)
     locate_crash = Bool(
         False,
         help="Remember the index of the cell that killed the kernel or cut it off "
         "(`crashed_cell`) before the error propagates; used by the crash locator.",
     )
+
+    @default("log")
+    def _log_default(self):
+        log = super()._log_default()
+        return log if self.trace_kernel_messages else _WithoutDebug(log, {})
 
     def __init__(self, *args: Any, **kwargs: Any):
         kwargs["kernel_manager_class"] = SandboxedKernelManager
@@ -107,7 +124,12 @@ class SandboxedExecute(Execute):
         self._reference_seconds = self._reference_times(assignment, info.get("notebook"))
         self._notebook_bytes = 0
         # Said in every log that grades (formgrader's Autograde button included).
-        self.log.info("Grading %s: %s", info.get("student", "?"), protections().summary())
+        what = (
+            f"Grading {info['student']}"
+            if info.get("student")
+            else f"Running the reference solution of {assignment}/{info.get('notebook')}"
+        )
+        self.log.info("%s: %s", what, protections().summary())
         return super().preprocess(nb, resources, km)
 
     def _reference_times(self, assignment: str | None, notebook: str | None) -> dict:

@@ -61,10 +61,13 @@ lab: setup
 # A student's JupyterLab (deploy/student: no instructor tools, no news), started in a work
 # folder outside the course; fetch/submit use DLCOURSE_EXCHANGE (default: this repo's).
 STUDENT_DIR ?= $(HOME)/dlcourse-student
+# The work folder is outside the course: its kernels are told where the data sets are.
+COURSE_DATA = $(shell $(PY) -c "from dlcourse.data import course_data_dir; print(course_data_dir() or '')")
 student-lab: setup
 	mkdir -p "$(STUDENT_DIR)"
 	cd "$(STUDENT_DIR)" && JUPYTER_CONFIG_PATH="$(CURDIR)/deploy/student" \
 	  DLCOURSE_EXCHANGE="$${DLCOURSE_EXCHANGE:-$(CURDIR)/work/exchange}" \
+	  DLCOURSE_DATA="$${DLCOURSE_DATA:-$(COURSE_DATA)}" \
 	  "$(CURDIR)/$(VENV)/bin/jupyter" lab $(ALLOW_ROOT)
 
 release: setup

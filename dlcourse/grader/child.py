@@ -11,7 +11,12 @@ import signal
 import sys
 from pathlib import Path
 
-from dlcourse.grader.course import STAGED, Course
+# One of these processes starts per submission. nbformat's jsonschema imports rfc3987_syntax,
+# which builds a grammar at import time (1-3 s of CPU) only to check the "iri" string format,
+# which nothing here validates; jsonschema goes on without it when it cannot be imported.
+sys.modules.setdefault("rfc3987_syntax", None)
+
+from dlcourse.grader.course import STAGED, Course  # noqa: E402
 
 
 def autograde(course: Course, assignment: str, student: str) -> dict:

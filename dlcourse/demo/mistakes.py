@@ -97,4 +97,25 @@ MISTAKES: dict[str, dict] = {
         },
         "scores": {"test_encoder": 0, "test_mse": 0},
     },
+    "ws07_generalisation": {
+        "why": "batches first and shuffles afterwards, so every epoch has a new order of batches "
+        "but each batch still holds the same neighbours; and returns the first epoch after which "
+        "the validation loss goes up (a local minimum) instead of the epoch of the lowest one",
+        "answers": {
+            "ex_pipeline": "def make_pipeline(x, y, batch_size, seed):\n"
+            "    def scale(images, labels):\n"
+            "        return tf.cast(images, tf.float32) / 255.0, labels\n"
+            "\n"
+            "    ds = tf.data.Dataset.from_tensor_slices((x, y))\n"
+            "    ds = ds.batch(batch_size).shuffle(len(x), seed=seed)\n"
+            "    return ds.map(scale).prefetch(tf.data.AUTOTUNE)\n",
+            "ex_overfit": "def overfitting_epoch(history):\n"
+            '    val = history["val_loss"]\n'
+            "    for i in range(len(val) - 1):\n"
+            "        if val[i + 1] > val[i]:\n"
+            "            return i + 1\n"
+            "    return None\n",
+        },
+        "scores": {"test_pipeline": 0, "test_overfit": 0},
+    },
 }

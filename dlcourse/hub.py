@@ -176,6 +176,8 @@ def formgrader_service(hc: HubCourse) -> dict:
         ],
         "user": hc.grader,
         "cwd": str(hc.course_dir),
+        # The course's own service: staff are not asked to authorize it on each new login.
+        "oauth_no_confirm": True,
         "environment": common_environment(hc)
         | thread_limits(hc.threads)
         | {

@@ -2,10 +2,11 @@
 afterwards, their processes stopped by PID), a course directory owned by the grader account,
 a 1777 exchange, a roster imported with `python -m dlcourse roster`.
 
-Everything lives in one folder from tempfile (not pytest's basetemp, whose folders are 0700
-root and out of the Unix users' reach). The users' processes run the repo's venv, so every
-directory above it must be traversable by them: `traversable()` adds the `x` bit for others
-where it is missing (a pyenv Python under a 0700 /root, typically) and takes it away again.
+Everything lives in one folder the test makes with tempfile (not pytest's basetemp, whose
+folders are 0700 root and out of the Unix users' reach). The users' processes run the repo's
+venv, so every directory above it must be traversable by them: `traversable()` adds the `x`
+bit for others where it is missing (a pyenv Python under a 0700 /root, typically) and takes
+it away again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,8 +141,8 @@ def free_port() -> int:
     return port()
 
 
-def make_class(accounts: Accounts, n_students: int = 3) -> HubClass:
-    root = Path(tempfile.mkdtemp(prefix="dlcourse-hub-"))
+def make_class(accounts: Accounts, root: Path, n_students: int = 3) -> HubClass:
+    """The class in `root` (made by tempfile: removed by the caller)."""
     root.chmod(0o755)
     grader = accounts.add(accounts.name("grader"), root / "home" / "grader")
     students = [accounts.name(f"s{i}") for i in range(1, n_students + 1)]

@@ -104,6 +104,20 @@ class Accounts:
             subprocess.run(["groupdel", name], capture_output=True, check=False)
 
 
+def resident_mb(user: str) -> dict[str, float]:
+    """Resident memory (MB) of each process `user` runs, by PID and command (for README's
+    capacity figures; printed by the test)."""
+    import psutil
+
+    uid = pwd.getpwnam(user).pw_uid
+    found = {}
+    for proc in psutil.process_iter(["uids", "cmdline", "memory_info"]):
+        if proc.info["uids"].real == uid and proc.info["memory_info"]:
+            name = " ".join(Path(a).name for a in (proc.info["cmdline"] or [])[:3])
+            found[f"{proc.pid} {name}"] = proc.info["memory_info"].rss / 2**20
+    return found
+
+
 @dataclass
 class HubClass:
     root: Path

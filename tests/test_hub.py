@@ -39,7 +39,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from hubclass import REPO, WORKSHEET, Accounts, make_class, release, run_as, traversable
+from hubclass import (
+    REPO,
+    WORKSHEET,
+    Accounts,
+    make_class,
+    release,
+    resident_mb,
+    run_as,
+    traversable,
+)
 from servers import JupyterHub
 
 from dlcourse.demo import scenarios
@@ -237,6 +246,8 @@ def student_submits(browser, hub, user: str, scenario: str, check: bool) -> None
             result = validate(page, hub, user)
             shot(page, f"{scenario}-2-validated")
             assert "Success" in result, result
+            print(f"{user}'s processes, resident MB (server, open worksheet's kernel):")
+            print(resident_mb(user))
             open_lab(page, hub, user)
             assignment_list(page)
         submit(page)

@@ -267,7 +267,7 @@ def formgrader_button(page, column: str) -> str:
     row.locator(f"td.{column} a").click()
     dialog = page.locator(".modal-dialog:visible")
     expect(dialog).to_be_visible(timeout=UI)
-    expect(dialog.locator(".modal-title")).not_to_be_empty()
+    expect(dialog.locator(".modal-title")).to_have_text(re.compile("Success|Error"), timeout=UI)
     text = dialog.inner_text()
     dialog.locator("button", has_text="OK").click()
     return text

@@ -5,6 +5,7 @@ from the chart's documented values for chart 4.x)."""
 
 from __future__ import annotations
 
+import nbformat
 import yaml
 
 from dlcourse import hub
@@ -117,3 +118,19 @@ def test_z2jh_values_use_known_keys_and_the_same_groups_and_roles(repo, tmp_path
     mounts = {m["name"] for m in values["singleuser"]["storage"]["extraVolumeMounts"]}
     volumes = {v["name"] for v in values["singleuser"]["storage"]["extraVolumes"]}
     assert mounts <= volumes and {"exchange", "course", "data"} <= volumes
+
+
+def test_staging_keeps_the_submission_secret_release_feedback_needs(tmp_path):
+    """nbgrader's release_feedback names each feedback file after a hash of the submission's
+    secret: staged/ (and so autograded/ and feedback/) must keep it."""
+    from dlcourse.grader import preflight
+
+    submitted = tmp_path / "submitted"
+    submitted.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nbformat.write(nb, submitted / "ws.ipynb")
+    (submitted / "timestamp.txt").write_text("2026-01-01 00:00:00 UTC")
+    (submitted / "submission_secret.txt").write_text("s3cret")
+    staged = preflight.stage(submitted, tmp_path / "staged", "ann", {"ws": nb})
+    assert (staged.folder / "submission_secret.txt").read_text() == "s3cret"
+    assert not staged.notes

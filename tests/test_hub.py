@@ -39,6 +39,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browsing import CHROMIUM, chromium, screenshot
 from hubclass import (
     REPO,
     WORKSHEET,
@@ -54,16 +55,9 @@ from servers import JupyterHub
 from dlcourse.demo import scenarios
 from dlcourse.grader import cells
 
-CHROMIUM = Path("/usr/bin/chromium")
 PROXY = REPO / ".venv" / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
 CONFIG = REPO / "tests" / "hub_test_config.py"
 ARTIFACTS = REPO / "artifacts" / "hub"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-]
 UI = 60_000  # ms: the hub's pages, the lab, the formgrader
 SPAWN = 150_000  # ms: a student's first server start on 2 busy cores
 VALIDATE = 180_000  # ms: nbgrader runs the whole worksheet
@@ -119,22 +113,12 @@ def hub_class():
 
 @pytest.fixture(scope="module")
 def browser(hub_class):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-    except Exception as err:  # noqa: BLE001 - a screenshot must never hide the real failure
-        print(f"screenshot {name} failed: {err}")
+    screenshot(page, ARTIFACTS, name)
 
 
 @contextlib.contextmanager

@@ -134,10 +134,19 @@ def common_environment(hc: HubCourse) -> dict[str, str]:
         settings.EXCHANGE: str(hc.exchange),
         **settings.QUIET_TF,
     }
-    data = settings.data_dir()
+    data = data_dir()
     if data is not None:
         env[settings.DATA] = str(data)
     return env
+
+
+def data_dir() -> Path | None:
+    """The data sets for every user's kernels: DLCOURSE_DATA, else where this checkout finds
+    them by itself (`data/` in it, `../shared/data` beside it), else None."""
+    if settings.data_dir() is not None:
+        return settings.data_dir()
+    found = [d for d in (REPO / "data", REPO.parent / "shared" / "data") if d.is_dir()]
+    return found[0] if found else None
 
 
 def thread_limits(threads: int) -> dict[str, str]:

@@ -130,7 +130,13 @@ class HubClass:
     roster: Path
 
     def env(self, password: str) -> dict[str, str]:
+        """The hub's (and the grader's commands') environment, as README's set-up has it."""
+        from dlcourse import hub
+
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "JUPYTER"))}
+        data = hub.data_dir()
+        if data is not None:
+            env["DLCOURSE_DATA"] = str(data)
         return env | {
             "DLCOURSE_HUB_COURSE_DIR": str(self.course),
             "DLCOURSE_HUB_GRADER": self.grader,

@@ -52,6 +52,7 @@ from hubclass import (
 )
 from servers import JupyterHub
 
+from dlcourse import hub as hub_settings
 from dlcourse.demo import scenarios
 from dlcourse.grader import cells
 
@@ -90,9 +91,9 @@ def hub_class():
     root = Path(tempfile.mkdtemp(prefix="dlcourse-hub-"))
     # The students' and the grader's processes run this venv's Python: every folder above it
     # (and the repo, the data) must be traversable for them while the test runs.
-    data = os.environ.get("DLCOURSE_DATA")
+    data = hub_settings.data_dir()
     reach = [Path(sys.executable), Path(sys.base_prefix) / "bin", REPO / "deploy"]
-    reach += [Path(data)] if data else []
+    reach += [data / "x"] if data else []
     with traversable(reach):
         try:
             hc = make_class(accounts, root)

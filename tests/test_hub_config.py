@@ -134,3 +134,33 @@ def test_staging_keeps_the_submission_secret_release_feedback_needs(tmp_path):
     staged = preflight.stage(submitted, tmp_path / "staged", "ann", {"ws": nb})
     assert (staged.folder / "submission_secret.txt").read_text() == "s3cret"
     assert not staged.notes
+
+
+def _load(path, monkeypatch, **env):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return PyFileConfigLoader(path.name, str(path.parent)).load_config()
+
+
+def test_the_hub_config_for_each_authenticator_and_the_test_config(repo, tmp_path, monkeypatch):
+    (tmp_path / "roster.csv").write_text("id\nann\n")
+    monkeypatch.setenv("DLCOURSE_HUB_COURSE_DIR", str(tmp_path))
+    config = repo / "deploy" / "jupyterhub" / "jupyterhub_config.py"
+    pam = _load(config, monkeypatch)
+    assert pam.JupyterHub.authenticator_class == "pam"
+    assert pam.Authenticator.allowed_users == {"ann", "grader-dlcourse"}
+    assert pam.JupyterHub.services[0]["user"] == "grader-dlcourse"
+    assert pam.Spawner.cmd[0].endswith("jupyterhub-singleuser")
+    native = _load(config, monkeypatch, DLCOURSE_HUB_AUTH="native", DLCOURSE_HUB_STAFF="ida")
+    assert native.JupyterHub.authenticator_class == "native"
+    assert native.Authenticator.admin_users == {"ida"}
+    lti = {f"DLCOURSE_LTI_{k}": "x" for k in ("ISSUER", "CLIENT_ID", "AUTHORIZE_URL", "JWKS_URL")}
+    lti13 = _load(config, monkeypatch, DLCOURSE_HUB_AUTH="lti13", **lti)
+    assert lti13.JupyterHub.authenticator_class.endswith("LTI13Authenticator")
+    test_config = repo / "tests" / "hub_test_config.py"
+    test = _load(test_config, monkeypatch, DLCOURSE_HUB_TEST_PASSWORD="pw")
+    assert test.JupyterHub.authenticator_class == "dummy"
+    assert test.DummyAuthenticator.password == "pw"
+    assert test.JupyterHub.services == pam.JupyterHub.services  # the deploy config, as it is

@@ -76,9 +76,9 @@ c.Spawner.environment = hub.student_environment(course)
 # First start on a busy server: Python, JupyterLab and the extensions load in 10-30 s.
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
-# Measured (README): one worksheet kernel after its imports is about 0.5 GB resident; a
-# training cell peaks near 1 GB. LocalProcessSpawner does not enforce these (it exports them
-# as MEM_LIMIT/CPU_LIMIT); systemdspawner and KubeSpawner (z2jh-values.yaml) do.
+# Measured (README): a worksheet kernel is 0.56 GB resident after its imports and peaks at
+# 0.62 GB; the server adds 0.17 GB. LocalProcessSpawner does not enforce these limits (it
+# exports them as MEM_LIMIT/CPU_LIMIT); systemdspawner and KubeSpawner (z2jh-values.yaml) do.
 c.Spawner.mem_limit = os.environ.get("DLCOURSE_HUB_MEM_LIMIT", "2G")
 c.Spawner.cpu_limit = float(os.environ.get("DLCOURSE_HUB_CPU_LIMIT", str(course.threads)))
 # Idle servers are not culled here: add jupyterhub-idle-culler as a service for a big class.

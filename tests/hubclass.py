@@ -87,7 +87,11 @@ class Accounts:
         import psutil
 
         uids = self.uids()
-        procs = [p for p in psutil.process_iter(["uids"]) if p.info["uids"].real in uids]
+        procs = [
+            p
+            for p in psutil.process_iter(["uids"])
+            if p.info["uids"] is not None and p.info["uids"].real in uids
+        ]
         for proc in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.send_signal(signal.SIGTERM)

@@ -11,14 +11,15 @@ SHELL := bash
 # pip.conf on course machines may name local indexes that do not exist; hide that noise.
 PIPQUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
-.PHONY: help setup system system-grader kernel-env demo test lab student-lab doctor release outputs clean
+.PHONY: help setup system system-grader kernel-env demo test lab student-lab doctor release outputs clean proxy
 
 help:
 	@echo "make demo    - set up, check devices and data, grade the demo class (WORKSHEETS=\"ws01_tensors\" for one)"
 	@echo "make test    - run the whole test suite (what CI runs)"
 	@echo "make lab     - start JupyterLab in the course repo (instructors)"
 	@echo "make student-lab - start JupyterLab as a student sees it, in STUDENT_DIR (default ~/dlcourse-student)"
-	@echo "make system  - install missing Debian packages: bubblewrap, chromium, postgresql (as root/sudo)"
+	@echo "make system  - install missing Debian packages: bubblewrap, chromium, postgresql, npm (as root/sudo)"
+	@echo "make proxy   - JupyterHub's configurable-http-proxy (pinned, from npm) into .venv/proxy"
 	@echo "make doctor  - versions, devices and data sets"
 	@echo "make release - regenerate release/ from source/ with nbgrader"
 	@echo "make outputs - re-execute the walkthroughs: full mode into notebooks/, quick baselines for nbval"
@@ -49,8 +50,19 @@ doctor: setup
 demo: setup system-grader
 	WORKSHEETS="$(WORKSHEETS)" $(PY) -m dlcourse demo
 
-test: setup system
+test: setup system proxy
 	$(PY) -m pytest
+
+# JupyterHub's proxy (deploy/jupyterhub, tests/test_hub.py): configurable-http-proxy pinned by
+# deploy/jupyterhub/proxy/package-lock.json, installed with `npm ci` into the ignored .venv.
+CHP := $(VENV)/proxy/node_modules/.bin/configurable-http-proxy
+$(CHP): deploy/jupyterhub/proxy/package.json deploy/jupyterhub/proxy/package-lock.json
+	mkdir -p $(VENV)/proxy
+	cp deploy/jupyterhub/proxy/package.json deploy/jupyterhub/proxy/package-lock.json $(VENV)/proxy/
+	cd $(VENV)/proxy && npm ci --omit=dev --no-audit --no-fund --loglevel=error
+	touch $@
+
+proxy: setup $(CHP)
 
 # Jupyter refuses to run as root unless told; containers and course VMs often are root.
 ALLOW_ROOT = $(if $(filter 0,$(shell id -u)),--allow-root)

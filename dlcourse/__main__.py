@@ -1,4 +1,4 @@
-"""Command line: `python -m dlcourse {doctor,demo,release,outputs,autograde}`."""
+"""Command line: `python -m dlcourse {doctor,demo,release,outputs,autograde,roster}`."""
 
 from __future__ import annotations
 
@@ -37,6 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         help="grade on a Dask cluster, one task per student (e.g. tcp://HOST:8786); the "
         "course directory must be shared with the workers, the gradebook on PostgreSQL",
     )
+    roster = sub.add_parser(
+        "roster",
+        help="JupyterHub: import a class list (CSV, nbgrader's format) into the course's "
+        "gradebook and the hub's roster; --unix-users also creates the students' accounts",
+    )
+    roster.add_argument("csv")
+    roster.add_argument("--course", help="course directory (default DLCOURSE_HUB_COURSE_DIR)")
+    roster.add_argument("--grader", help="grader account (default DLCOURSE_HUB_GRADER)")
+    roster.add_argument("--unix-users", action="store_true", help="useradd missing students")
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
@@ -55,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         from dlcourse.grader import autograde
 
         return autograde.command(args.course, args.worksheet, args.workers, args.scheduler)
+    if args.command == "roster":
+        from dlcourse import roster as class_list
+
+        return class_list.command(args.csv, args.course, args.grader, args.unix_users)
     if args.command == "fmt":
         from dlcourse import fmt as formatter
         from dlcourse.grader.course import Course

@@ -12,6 +12,7 @@
 - `DLCOURSE_DB_URL`: the gradebook as an SQLAlchemy URL (default
   `sqlite:///<course>/gradebook.db`; e.g. `postgresql://...`).
 - `DLCOURSE_COURSE`: the course root (default: the nearest folder with `nbgrader_config.py`).
+- `DLCOURSE_HUB_*`: the course on JupyterHub (deploy/jupyterhub), listed in `dlcourse/hub.py`.
 
 TensorFlow's own logging is set once, here (`QUIET_TF`), for every process and kernel.
 """

@@ -4,6 +4,7 @@
   directory, listening on a free 127.0.0.1 port and a Unix socket in that directory. PostgreSQL
   refuses to run as root: as root, the data directory belongs to the `postgres` OS user (the
   Debian package creates it) and the server runs through `runuser -u postgres --`.
+- `JupyterHub`: deploy/jupyterhub on free loopback ports (see the class).
 - `DaskCluster`: `dask scheduler` on a free loopback port (its address read back from a
   scheduler file) plus N `dask worker` processes, one thread each, no nanny, each in a process
   group of its own so one can be killed mid-run like a lost machine.
@@ -265,3 +266,90 @@ def collect_class(course, worksheet: str, students=CLASS) -> list[str]:
             work[name] = scenarios.SCENARIOS[student].build(ctx)
         submit(course, worksheet, student, work)
     return list(students)
+
+
+# --- JupyterHub (deploy/jupyterhub) ------------------------------------------------------------
+
+
+class JupyterHub(_Stoppable):
+    """`jupyterhub -f tests/hub_test_config.py` (the deploy config, DummyAuthenticator) on
+    free loopback ports, as root (it starts each user's server as that Unix user). `env`
+    carries the DLCOURSE_HUB_* settings; its state (database, cookie secret, proxy PID) and
+    log go to `state`. Stopped by PID: the hub stops the proxy, the servers and the formgrader
+    it started; whatever of its descendants is left is killed by PID afterwards."""
+
+    def __init__(self, state: Path, env: dict[str, str], config: Path) -> None:
+        self.state = state
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env | {"DLCOURSE_HUB_STATE": str(state), "DLCOURSE_HUB_URL": self.url}
+        self.config = config
+        self.log = state / "jupyterhub.log"
+        self.proc: subprocess.Popen | None = None
+        self.descendants: list = []
+
+    def start(self) -> JupyterHub:
+        cmd = [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(self.config)]
+        cmd += [f"--JupyterHub.hub_port={free_port()}"]
+        cmd += [f"--ConfigurableHTTPProxy.api_url=http://127.0.0.1:{free_port()}"]
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=self.state,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyterhub exited: {self.log.read_text()[-4000:]}")
+            self._remember_descendants()
+            try:
+                with _opener().open(f"{self.url}/hub/api/", timeout=5) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        _wait_for(ready, 120, "JupyterHub", self.log)
+        return self
+
+    def _remember_descendants(self) -> None:
+        import psutil
+
+        try:
+            found = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return
+        known = {p.pid for p in self.descendants}
+        self.descendants += [p for p in found if p.pid not in known]
+
+    def stop(self) -> None:
+        import psutil
+
+        if self.proc is None:
+            return
+        self._remember_descendants()
+        self.proc.terminate()  # the hub stops the proxy, the servers and the services
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._remember_descendants()
+        _, alive = psutil.wait_procs(self.descendants, timeout=5)
+        for child in alive:
+            try:
+                child.kill()  # psutil checks that the PID still names the same process
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+        self.proc = None
+
+
+def _opener():
+    import urllib.request
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy

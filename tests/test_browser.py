@@ -38,22 +38,15 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+from browsing import CHROMIUM, chromium, screenshot
 
 from dlcourse.data import course_data_dir
 from dlcourse.grader.course import Course
 from dlcourse.grader.runner import nbgrader
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 STUDENT_CONFIG = REPO / "deploy" / "student"
 ARTIFACTS = REPO / "artifacts" / "browser"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    # Belt and braces: the browser resolves no host name but loopback.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-]
 SERVER_START_TIMEOUT = 90  # seconds until /api/status answers
 UI_TIMEOUT = 60_000  # ms: the lab, the palette, the formgrader tables
 KERNEL_TIMEOUT = 120_000  # ms: kernel start + `import tensorflow` on 2 busy cores
@@ -301,14 +294,8 @@ def running_lab(cwd: Path, root_dir: Path, env: dict, log_path: Path):
 
 @pytest.fixture(scope="module")
 def browser(lab):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
@@ -376,11 +363,7 @@ def student_page(browser, student_lab, request):
 
 
 def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-    except Exception as err:  # noqa: BLE001 - a screenshot must never hide the real failure
-        print(f"screenshot {name} failed: {err}")
+    screenshot(page, ARTIFACTS, name)
 
 
 def run_first_cell(page, url: str):

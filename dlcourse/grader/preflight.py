@@ -37,7 +37,8 @@ from dlcourse.grader.cells import grade_id, is_test
 MAX_NOTEBOOK_BYTES = 32 * 2**20  # a notebook with outputs; more is not homework
 MAX_FILES = 100  # entries looked at in one submission folder
 TIMESTAMP = "timestamp.txt"
-# Written by nbgrader itself into every submission; not the student's, not graded.
+# Written by nbgrader itself into every submission; not the student's, not graded, but staged:
+# `nbgrader release_feedback` names each student's feedback file after a hash of it.
 NBGRADER_FILES = {"submission_secret.txt"}
 
 
@@ -88,7 +89,7 @@ def _copy_regular(source: Path, target: Path, budget: int) -> str | None:
 
 
 def _take_files(submitted: Path, staged: Path, release_names: set[str]) -> list[str]:
-    """Stage the submission's notebooks and timestamp; say what was refused."""
+    """Stage the submission's notebooks, timestamp and secret; say what was refused."""
     notes: list[str] = []
     if submitted.is_symlink() or not submitted.is_dir():
         return ["the submission folder is a link or not a folder; nothing in it was graded"]
@@ -98,7 +99,7 @@ def _take_files(submitted: Path, staged: Path, release_names: set[str]) -> list[
         name = printable(entry.name)
         if entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
             continue  # .ipynb_checkpoints and the like
-        wanted = entry.name.endswith(".ipynb") or entry.name == TIMESTAMP
+        wanted = entry.name.endswith(".ipynb") or entry.name in {TIMESTAMP, *NBGRADER_FILES}
         if entry.is_symlink():
             notes.append(f"'{name}' is a link; links are not followed, it was not graded")
             continue

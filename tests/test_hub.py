@@ -1,0 +1,328 @@
+"""A whole class on a real JupyterHub (deploy/jupyterhub), loopback only, in Chromium.
+
+As root: Unix accounts for a grader (who is also the instructor who logs in) and three
+students, made by `useradd` and by `python -m dlcourse roster --unix-users`, removed
+afterwards with every process they still run (by PID); the hub runs
+deploy/jupyterhub/jupyterhub_config.py through tests/hub_test_config.py (DummyAuthenticator
+with a password instead of PAM), with configurable-http-proxy from `make proxy`.
+
+The flow, in a real browser where a person would click:
+
+1. student 1 logs in, sees ws01_tensors in the Assignment List, fetches it, answers (written
+   through the server's contents API, as the editor saves), validates with the notebook's
+   Validate button and submits from the Assignment List;
+2. student 2 logs in, fetches, answers one exercise wrongly, submits;
+3. students cannot reach each other's files, the course's source/ or the formgrader;
+4. the instructor logs in, opens the formgrader through the hub and collects; grading is
+   `python -m dlcourse autograde` run as the grader account (the course's sandboxed
+   autograde, bubblewrap's unprivileged path), not formgrader's Autograde button (which would
+   run plain nbgrader without the course's driver); the instructor releases the feedback in
+   the formgrader;
+5. student 1 fetches the feedback and sees the full score; the grades are checked.
+
+Screenshots and the hub's log go to artifacts/hub/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from browsing import CHROMIUM, chromium, screenshot
+from hubclass import (
+    REPO,
+    WORKSHEET,
+    Accounts,
+    make_class,
+    release,
+    resident_mb,
+    run_as,
+    traversable,
+)
+from servers import JupyterHub
+
+from dlcourse import hub as hub_settings
+from dlcourse.demo import scenarios
+from dlcourse.grader import cells
+
+PROXY = REPO / ".venv" / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
+CONFIG = REPO / "tests" / "hub_test_config.py"
+ARTIFACTS = REPO / "artifacts" / "hub"
+UI = 60_000  # ms: the hub's pages, the lab, the formgrader
+SPAWN = 150_000  # ms: a student's first server start on 2 busy cores
+VALIDATE = 180_000  # ms: nbgrader runs the whole worksheet
+PASSWORD = secrets.token_urlsafe(16)
+NOTEBOOK = f"{WORKSHEET}/{WORKSHEET}.ipynb"
+
+pytestmark = pytest.mark.slow
+
+
+def _needs() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root: it creates Unix users and the hub spawns servers as them"
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} not installed (make system)"
+    if not PROXY.exists():
+        return f"{PROXY} missing (make proxy)"
+    if not shutil.which("useradd"):
+        return "useradd missing"
+    return None
+
+
+@pytest.fixture(scope="module")
+def hub_class():
+    reason = _needs()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    accounts = Accounts()
+    root = Path(tempfile.mkdtemp(prefix="dlcourse-hub-"))
+    # The students' and the grader's processes run this venv's Python: every folder above it
+    # (and the repo, the data) must be traversable for them while the test runs.
+    data = hub_settings.data_dir()
+    reach = [Path(sys.executable), Path(sys.base_prefix) / "bin", REPO / "deploy"]
+    reach += [data / "x"] if data else []
+    with traversable(reach):
+        try:
+            hc = make_class(accounts, root)
+            env = hc.env(PASSWORD)
+            release(hc, env)
+            hub = JupyterHub(hc.state, env, CONFIG)
+            try:
+                with hub:
+                    yield hc, hub, env
+            finally:
+                ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                if hub.log.exists():
+                    shutil.copy(hub.log, ARTIFACTS / "jupyterhub.log")
+        finally:
+            accounts.remove()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser(hub_class):
+    with chromium() as browser:
+        yield browser
+
+
+def shot(page, name: str) -> None:
+    screenshot(page, ARTIFACTS, name)
+
+
+@contextlib.contextmanager
+def logged_in(browser, hub: JupyterHub, user: str, name: str):
+    """A fresh browser context; `user` logs in on the hub's login page."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_() if route.request.url.startswith(hub.url) else route.abort()
+        ),
+    )
+    page = context.new_page()
+    page.set_default_timeout(UI)
+    try:
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("#username_input", user)
+        page.fill("#password_input", PASSWORD)
+        page.click("#login_submit")
+        page.wait_for_url(re.compile(rf"/user/{user}/"), timeout=SPAWN)
+        yield page
+    finally:
+        shot(page, f"{name}-end")
+        context.close()
+
+
+def open_lab(page, hub: JupyterHub, user: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{hub.url}/user/{user}/lab?reset")  # a fresh workspace: the launcher
+    expect(page.locator(".jp-Launcher").first).to_be_visible(timeout=SPAWN)
+
+
+def assignment_list(page) -> None:
+    from playwright.sync_api import expect
+
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator("#modal-command-palette")
+    expect(palette).to_be_visible()
+    palette.locator("input").fill("Assignment List")
+    palette.locator('li[data-command="nbgrader:open-assignment-list"]').click()
+    expect(page.locator("#released_assignments_list")).to_be_visible()
+
+
+def fetch(page) -> None:
+    from playwright.sync_api import expect
+
+    item = page.locator("#released_assignments_list .list_item", has_text=WORKSHEET)
+    expect(item).to_be_visible()
+    item.locator("button", has_text="Fetch").click()
+    fetched = page.locator("#fetched_assignments_list .list_item", has_text=WORKSHEET)
+    expect(fetched.first).to_be_visible()
+
+
+def answer(page, hub: JupyterHub, user: str, scenario: str) -> None:
+    """Save the student's work as JupyterLab's editor does: PUT to the contents API, with the
+    session's cookies and XSRF token. `scenario`: one of dlcourse.demo.scenarios."""
+    api = f"{hub.url}/user/{user}/api/contents/{NOTEBOOK}"
+    xsrf = next(c["value"] for c in page.context.cookies() if c["name"] == "_xsrf")
+    headers = {"X-XSRFToken": xsrf, "Content-Type": "application/json"}
+    got = page.request.get(api, headers=headers)
+    assert got.ok, got.status
+    fetched = nbformat.from_dict(got.json()["content"])
+    source = nbformat.read(REPO / "source" / WORKSHEET / f"{WORKSHEET}.ipynb", as_version=4)
+    ctx = scenarios.Context(WORKSHEET, fetched, cells.reference_answers(source))
+    work = scenarios.SCENARIOS[scenario].build(ctx)
+    body = {"type": "notebook", "format": "json", "content": work}
+    put = page.request.put(api, headers=headers, data=json.dumps(body))
+    assert put.ok, put.status
+
+
+def validate(page, hub: JupyterHub, user: str) -> str:
+    from playwright.sync_api import expect
+
+    page.goto(f"{hub.url}/user/{user}/lab/tree/{NOTEBOOK}")
+    button = page.locator(".jp-NotebookPanel:visible .validate-button")
+    expect(button).to_be_visible()
+    button.click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_be_visible(timeout=VALIDATE)
+    header = dialog.locator(".jp-Dialog-header")
+    expect(header).not_to_contain_text("Validating", timeout=VALIDATE)
+    text = dialog.inner_text()
+    dialog.locator(".jp-mod-accept").first.click()
+    return text
+
+
+def submit(page) -> None:
+    from playwright.sync_api import expect
+
+    item = page.locator("#fetched_assignments_list .list_item", has_text=WORKSHEET).first
+    expect(item).to_be_visible()
+    item.locator("button", has_text="Submit").click()
+    submitted = page.locator("#submitted_assignments_list .list_item", has_text=WORKSHEET)
+    expect(submitted.first).to_be_visible()
+
+
+def student_submits(browser, hub, user: str, scenario: str, check: bool) -> None:
+    from playwright.sync_api import expect
+
+    with logged_in(browser, hub, user, f"{scenario}-submit") as page:
+        open_lab(page, hub, user)
+        expect(page.locator(".lm-MenuBar-itemLabel", has_text="Nbgrader")).to_have_count(1)
+        assignment_list(page)
+        fetch(page)
+        shot(page, f"{scenario}-1-fetched")
+        answer(page, hub, user, scenario)
+        if check:
+            result = validate(page, hub, user)
+            shot(page, f"{scenario}-2-validated")
+            assert "Success" in result, result
+            print(f"{user}'s processes, resident MB (server, open worksheet's kernel):")
+            print(resident_mb(user))
+            open_lab(page, hub, user)
+            assignment_list(page)
+        submit(page)
+        shot(page, f"{scenario}-3-submitted")
+        # A student does not reach the course's formgrader through the hub.
+        denied = page.request.get(f"{hub.url}/services/dlcourse/formgrader/api/assignments")
+        assert denied.status == 403, (denied.status, denied.url)
+
+
+def formgrader_button(page, column: str) -> str:
+    """Click a button in ws01_tensors' row of Manage Assignments; the result dialog's text."""
+    from playwright.sync_api import expect
+
+    page.goto(page.url.split("/formgrader")[0] + "/formgrader/manage_assignments")
+    row = page.locator("#main-table tr", has_text=WORKSHEET)
+    expect(row).to_be_visible()
+    row.locator(f"td.{column} a").click()
+    dialog = page.locator(".modal-dialog:visible")
+    expect(dialog).to_be_visible(timeout=UI)
+    expect(dialog.locator(".modal-title")).to_have_text(re.compile("Success|Error"), timeout=UI)
+    text = dialog.inner_text()
+    dialog.locator("button", has_text="OK").click()
+    return text
+
+
+def test_a_class_on_jupyterhub(hub_class, browser):
+    from playwright.sync_api import expect
+
+    hc, hub, env = hub_class
+    s1, s2, s3 = hc.students
+    start = time.monotonic()
+
+    # 1-2. Two students work and submit: one right (validated first), one with a mistake.
+    student_submits(browser, hub, s1, "ada", check=True)
+    student_submits(browser, hub, s2, "dev", check=False)
+
+    # 3. What one student can read of the others' work and the course: nothing.
+    home1 = Path(os.path.expanduser(f"~{s1}"))
+    assert (home1 / NOTEBOOK).is_file()
+    for who, path in (
+        (s3, home1 / NOTEBOOK),
+        (s2, home1),
+        (s1, hc.course / "source" / WORKSHEET / f"{WORKSHEET}.ipynb"),
+        (s1, hc.course / "gradebook.db"),
+        (s3, hc.exchange / "dlcourse" / "inbound"),
+    ):
+        done = run_as(who, "ls", "-l", str(path))
+        assert done.returncode != 0, f"{who} can read {path}:\n{done.stdout}"
+
+    # 4. The instructor: formgrader through the hub, collect; grade; release feedback.
+    with logged_in(browser, hub, hc.grader, "instructor") as page:
+        page.goto(f"{hub.url}/services/dlcourse/formgrader")
+        expect(page.locator("#main-table td.name", has_text=WORKSHEET)).to_be_visible()
+        shot(page, "instructor-1-formgrader")
+        collected = formgrader_button(page, "collect")
+        assert "Successfully collected" in collected, collected
+        assert sorted((hc.course / "submitted").iterdir()) == sorted(
+            hc.course / "submitted" / s for s in (s1, s2)
+        )
+        graded = hc.as_grader(
+            "-m", "dlcourse", "autograde", WORKSHEET, "--course", str(hc.course), env=env
+        )
+        print(graded.stdout[-3000:])
+        assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
+        released = formgrader_button(page, "release-feedback")
+        assert "Successfully released feedback" in released, released
+        shot(page, "instructor-2-feedback-released")
+
+    # The grades: full marks, fewer marks, none (enrolled, never submitted).
+    with (hc.course / "grades.csv").open() as fh:
+        grades = {row["student_id"]: row for row in csv.DictReader(fh)}
+    top = float(grades[s1]["max_score"])
+    assert float(grades[s1]["score"]) == top > 0
+    assert 0 < float(grades[s2]["score"]) < top
+    assert float(grades[s3]["score"]) == 0
+
+    # 5. Student 1 fetches the feedback and sees the score.
+    with logged_in(browser, hub, s1, "ada-feedback") as page:
+        open_lab(page, hub, s1)
+        assignment_list(page)
+        item = page.locator("#submitted_assignments_list .list_item", has_text=WORKSHEET).first
+        item.locator("button", has_text="Fetch Feedback").click()
+        link = item.locator("a", has_text="view feedback")
+        expect(link).to_be_visible()
+        shot(page, "ada-feedback-1-fetched")
+        feedback = sorted(home1.glob(f"{WORKSHEET}/feedback/*/{WORKSHEET}.html"))
+        assert len(feedback) == 1, feedback
+        path = feedback[0].relative_to(home1)
+        page.goto(f"{hub.url}/user/{s1}/files/{path}")
+        expect(page.locator("body")).to_contain_text(f"{top} / {top}")
+        shot(page, "ada-feedback-2-html")
+
+    print(f"class flow took {time.monotonic() - start:.0f} s after the hub started")

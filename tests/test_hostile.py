@@ -299,22 +299,17 @@ def test_feedback_and_report_carry_no_injected_markup(graded):
 @pytest.mark.slow
 def test_injected_markup_runs_no_script_in_a_real_browser(graded, tmp_path):
     """The feedback a student (or an instructor) opens: Chromium renders it, nothing runs."""
-    from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM, CHROMIUM_ARGS
+    from browsing import chromium
 
     course, name, *_ = graded
     page_path = course.feedback("script_markdown", WORKSHEET) / f"{name}.html"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            dialogs: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(page_path.as_uri())
-            page.wait_for_load_state("load")
-            assert page.evaluate("typeof window.PWNED") == "undefined"
-            assert not dialogs
-            assert "window.PWNED=1" in page.inner_text("body")  # shown as text, not run
-            page.screenshot(path=str(tmp_path / "feedback.png"), full_page=False)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(page_path.as_uri())
+        page.wait_for_load_state("load")
+        assert page.evaluate("typeof window.PWNED") == "undefined"
+        assert not dialogs
+        assert "window.PWNED=1" in page.inner_text("body")  # shown as text, not run
+        page.screenshot(path=str(tmp_path / "feedback.png"), full_page=False)

@@ -128,8 +128,10 @@ def test_nbval_fails_on_an_altered_output_with_a_readable_diff(tmp_path):
         str(good_dir / source.name),
         str(bad_dir / source.name),
     ]
-    # The copies live outside the course, so they are told where it is (and so its data).
+    # The copies live outside the course, so they are told where it is (and so its data);
+    # and the outer run's PYTEST_ADDOPTS (a --basetemp, say) are not this run's.
     env = {**os.environ, "DLCOURSE_COURSE": str(REPO)}
+    env.pop("PYTEST_ADDOPTS", None)
     result = subprocess.run(
         cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
     )

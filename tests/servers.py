@@ -58,15 +58,24 @@ def _stop_pid(pid: int, sig: int = signal.SIGTERM, timeout: float = 30, group=Fa
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _running(pid):
             return
         time.sleep(0.1)
     try:
         kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: a child of ours that has exited stays in the process table
+    (and answers kill(pid, 0)) until it is waited for, which the caller does next."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 class _Stoppable:

@@ -135,9 +135,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def get(url: str, token: str, timeout: float = 5) -> bytes:
+def get(url: str, token: str, timeout: float = 5, method: str = "GET") -> bytes:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
-    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    request = urllib.request.Request(
+        url,
+        data=b"" if method == "POST" else None,
+        method=method,
+        headers={"Authorization": f"token {token}"},
+    )
     with opener.open(request, timeout=timeout) as response:
         return response.read()
 
@@ -505,23 +510,29 @@ def test_student_config_has_no_instructor_tools_and_a_quiet_first_cell(student_l
     assert stderr.count() == 0, stderr.all_inner_texts()
 
 
-def test_formgrader_shows_injected_markup_as_text_and_runs_nothing(lab, page):
-    """What a student put into Markdown or an output must not run with the instructor's
-    session when the instructor opens the submission in formgrader."""
-    from helpers import submit
-
+def reference_submission(lab) -> tuple[Course, str, nbformat.NotebookNode]:
+    """(course, notebook name, the release answered with the reference solution). The lab's
+    course has the release but not its gradebook entries: make them, as an instructor does
+    once per worksheet."""
     from dlcourse.grader import cells
-    from dlcourse.grader.autograde import grade
 
     course = Course(lab.course)
-    # The lab's course has the release but not its gradebook entries: make them, as an
-    # instructor does once per worksheet.
     nbgrader(course.root, "generate_assignment", lab.released, "--force")
     (name, release_nb), (source_nb,) = (
         next(iter(course.release_notebooks(lab.released).items())),
         course.source_notebooks(lab.released).values(),
     )
-    nb = cells.answered(release_nb, cells.reference_answers(source_nb))
+    return course, name, cells.answered(release_nb, cells.reference_answers(source_nb))
+
+
+def test_formgrader_shows_injected_markup_as_text_and_runs_nothing(lab, page):
+    """What a student put into Markdown or an output must not run with the instructor's
+    session when the instructor opens the submission in formgrader."""
+    from helpers import submit
+
+    from dlcourse.grader.autograde import grade
+
+    course, name, nb = reference_submission(lab)
     nb.cells.insert(1, nbformat.v4.new_markdown_cell("<img src=x onerror='window.PWNED=1'>"))
     nb.cells.insert(2, nbformat.v4.new_markdown_cell("<script>window.PWNED=2</script>"))
     submit(course, lab.released, "mallory", {name: nb})
@@ -541,15 +552,6 @@ def test_formgrader_shows_injected_markup_as_text_and_runs_nothing(lab, page):
     shot(page, "08-formgrader-injected-submission")
 
 
-def post(url: str, token: str, timeout: float = 600) -> bytes:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(
-        url, data=b"", method="POST", headers={"Authorization": f"token {token}"}
-    )
-    with opener.open(request, timeout=timeout) as response:
-        return response.read()
-
-
 def test_formgrader_autograde_log_says_the_sandbox_and_only_what_matters(lab):
     """Formgrader's Autograde button (its API, as the button calls it) runs at DEBUG and shows
     the instructor the whole log: it must say the sandbox status, not trace kernel messages,
@@ -558,13 +560,7 @@ def test_formgrader_autograde_log_says_the_sandbox_and_only_what_matters(lab):
 
     from dlcourse.grader import cells
 
-    course = Course(lab.course)
-    nbgrader(course.root, "generate_assignment", lab.released, "--force")
-    (name, release_nb), (source_nb,) = (
-        next(iter(course.release_notebooks(lab.released).items())),
-        course.source_notebooks(lab.released).values(),
-    )
-    untouched = cells.answered(release_nb, cells.reference_answers(source_nb))
+    course, name, untouched = reference_submission(lab)
     edited = nbformat.from_dict(untouched)
     tampered = next(c for c in edited.cells if cells.is_test(c))
     tampered.source += "\nprint('my own test')"
@@ -574,7 +570,7 @@ def test_formgrader_autograde_log_says_the_sandbox_and_only_what_matters(lab):
     logs = {}
     for student in ("erin", "frank"):
         url = f"{lab.base}/formgrader/api/submission/{lab.released}/{student}/autograde"
-        result = json.loads(post(url, lab.token))
+        result = json.loads(get(url, lab.token, timeout=600, method="POST"))
         assert result["success"], result.get("error", "")[-3000:]
         logs[student] = result["log"]
 

@@ -13,6 +13,8 @@
   line), leaving a line that says so;
 - enforces a wall-clock limit for the whole notebook: once it is spent, the remaining cells
   are not run and carry an error saying why;
+- stops the kernel at once when the notebook is done: a grading kernel has nothing to save,
+  and a student's `atexit` hooks never run (waiting for them cost 1-2 s per notebook);
 - keeps nbclient's trace of every kernel message (DEBUG, dozens of lines per cell) out of the
   log unless `trace_kernel_messages` is set: formgrader runs autograde at DEBUG and shows the
   instructor everything it logged.
@@ -98,6 +100,10 @@ class SandboxedExecute(Execute):
         help="Remember the index of the cell that killed the kernel or cut it off "
         "(`crashed_cell`) before the error propagates; used by the crash locator.",
     )
+
+    @default("shutdown_kernel")
+    def _shutdown_kernel_default(self) -> str:
+        return "immediate"
 
     @default("log")
     def _log_default(self):

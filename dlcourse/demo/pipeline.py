@@ -7,9 +7,11 @@ copies, feedback, notes, report) → export.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,8 +107,14 @@ def run(
     for worksheet in worksheets:
         print(f"\n== {worksheet} ==")
         release_nb = release(course, exchange, worksheet)
-        for student in students:
-            student_turn(course, exchange, worksheet, student, release_nb)
+        # Students work at the same time: their fetch and submit commands run concurrently.
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            turns = [
+                pool.submit(student_turn, course, exchange, worksheet, student, release_nb)
+                for student in students
+            ]
+            for turn in turns:
+                turn.result()
         nbgrader(course.root, "collect", worksheet, "--update", f"--Exchange.root={exchange}")
         for student in students:
             if scenarios.SCENARIOS[student].late:

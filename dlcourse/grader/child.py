@@ -11,10 +11,9 @@ import signal
 import sys
 from pathlib import Path
 
-# One of these processes starts per submission. nbformat's jsonschema imports rfc3987_syntax,
-# which builds a grammar at import time (1-3 s of CPU) only to check the "iri" string format,
-# which nothing here validates; jsonschema goes on without it when it cannot be imported.
-sys.modules.setdefault("rfc3987_syntax", None)
+from dlcourse.grader.nbgrader_cli import skip_unused_imports
+
+skip_unused_imports()  # one of these processes starts per submission
 
 from dlcourse.grader.course import STAGED, Course  # noqa: E402
 

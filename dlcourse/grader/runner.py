@@ -61,9 +61,10 @@ def nbgrader(
     timeout: float | None = None,
     cwd: Path | None = None,
 ) -> Result:
-    """Run `nbgrader ARGS` for the course at `course` (its nbgrader_config.py applies)."""
+    """Run `nbgrader ARGS` for the course at `course` (its nbgrader_config.py applies), through
+    `dlcourse.grader.nbgrader_cli`: nbgrader's own main, started without an unused import."""
     completed = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args],
+        [sys.executable, "-m", "dlcourse.grader.nbgrader_cli", *args],
         cwd=cwd or course,
         env=tool_env(),
         capture_output=True,

@@ -113,7 +113,7 @@ def test_keras_cache_layout_for_fashion_mnist(tmp_path, monkeypatch):
         ("t10k-labels-idx1-ubyte.gz", y_test, 8),
         ("t10k-images-idx3-ubyte.gz", x_test, 16),
     ]:
-        with gzip.open(cache / name, "wb") as fh:
+        with gzip.open(cache / name, "wb", compresslevel=1) as fh:  # the layout, not the size
             fh.write(b"\0" * header + arr.tobytes())
     monkeypatch.setattr(data, "search_dirs", lambda path=None: [tmp_path / ".keras" / "datasets"])
     (a, b), (c, d) = data.load_fashion_mnist()

@@ -23,30 +23,20 @@ def autograde(course: Course, assignment: str, student: str) -> dict:
     from nbgrader.converters import Autograde
     from nbgrader.converters.base import NbGraderException
 
-    from dlcourse.grader.execute import SandboxedExecute
-
-    failures: list[dict] = []
+    failures: list[dict[str, str]] = []
 
     class RecordingAutograde(Autograde):
         def convert_single_notebook(self, notebook_filename: str) -> None:
             try:
                 super().convert_single_notebook(notebook_filename)
             except Exception as err:
-                failure = {
-                    "notebook": Path(notebook_filename).stem,
-                    "error": type(err).__name__,
-                    "message": str(err)[:500],
-                }
-                # The cell that killed the kernel or cut it off: the driver skips it and
-                # grades the rest without running the notebook once more to find it.
-                crashed = [
-                    pp.crashed_cell
-                    for pp in self.exporter._preprocessors
-                    if isinstance(pp, SandboxedExecute) and pp.crashed_cell is not None
-                ]
-                if crashed:
-                    failure["crashed_cell"] = crashed[0]
-                failures.append(failure)
+                failures.append(
+                    {
+                        "notebook": Path(notebook_filename).stem,
+                        "error": type(err).__name__,
+                        "message": str(err)[:500],
+                    }
+                )
                 raise
 
     coursedir = course.coursedir

@@ -1,8 +1,7 @@
 """Find the cell that breaks grading: it kills the kernel (os._exit, a native crash, a
 resource limit) or cuts it off from the grader (a fork bomb's children garble the kernel's
 messages). Runs the notebook with exactly the grading execution settings (the course's
-`SandboxedExecute`: sandbox, limits, timeouts, notebook deadline, output cap). Needed only
-when the grading run itself could not say which cell it was (`dlcourse.grader.child`)."""
+`SandboxedExecute`: sandbox, limits, timeouts, notebook deadline, output cap)."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from dlcourse.grader.execute import SandboxedExecute
 
 def find_crashing_cell(course: Course, assignment: str, path: Path) -> int | None:
     nb = nbformat.read(path, as_version=4)
-    executor = SandboxedExecute(config=course.config)
+    executor = SandboxedExecute(config=course.config, locate_crash=True)
     resources = {"metadata": {"path": str(path.parent)}, "nbgrader": {"assignment": assignment}}
     try:
         executor.preprocess(nb, resources)

@@ -191,16 +191,9 @@ def grade_student(
         )
         outcome = autograde_one(course, assignment, student, wall_clock)
         if not outcome.ok and not outcome.timed_out:
-            # The grading run names the cell that stopped the kernel; only when it could not
-            # is the notebook run once more to find it.
-            failed = {f["notebook"]: f.get("crashed_cell") for f in outcome.failures}
             for name in release:
-                if name not in failed and any(failed):
-                    continue  # this notebook was graded; another one failed
                 path = staged.folder / f"{name}.ipynb"
-                index = failed.get(name)
-                if index is None and path.exists():
-                    index = find_crashing_cell(course, assignment, path)
+                index = find_crashing_cell(course, assignment, path) if path.exists() else None
                 if index is None:
                     continue
                 neutralise_cell(

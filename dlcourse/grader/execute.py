@@ -95,6 +95,11 @@ class SandboxedExecute(Execute):
     trace_kernel_messages = Bool(
         False, help="Log every kernel message at DEBUG (nbclient's trace), for debugging."
     ).tag(config=True)
+    locate_crash = Bool(
+        False,
+        help="Remember the index of the cell that killed the kernel or cut it off "
+        "(`crashed_cell`) before the error propagates; used by the crash locator.",
+    )
 
     @default("shutdown_kernel")
     def _shutdown_kernel_default(self) -> str:
@@ -124,7 +129,6 @@ class SandboxedExecute(Execute):
         self._deadline = time.monotonic() + self._active.notebook_seconds
         self._reference_seconds = self._reference_times(assignment, info.get("notebook"))
         self._notebook_bytes = 0
-        self.crashed_cell = None
         # Said in every log that grades (formgrader's Autograde button included).
         what = (
             f"Grading {info['student']}"
@@ -191,7 +195,8 @@ class SandboxedExecute(Execute):
                 cell, cell_index, execution_count, store_history
             )
         except (DeadKernelError, CellTimeoutError):
-            self.crashed_cell = cell_index  # the driver skips this cell and grades the rest
+            if self.locate_crash:
+                self.crashed_cell = cell_index
             raise
         finally:
             self._say_what_was_dropped(cell)

@@ -14,11 +14,14 @@ different solution cells and lose different test cells are handed in together (`
 tests of one exercise never depend on another exercise's answer (issue 13), so each answer
 still shows its exact loss cell by cell, and an answer that broke another exercise's test
 would show up as a mismatch naming it. That grades the corpus with about a third of the
-kernels (each imports TensorFlow). DLCOURSE_CORPUS_ALONE=1 hands in every answer alone.
+kernels (each imports TensorFlow). An answer whose cell does more than import and define
+(a statement at the top level, `global`, an IPython hook) could reach a packmate's exercise
+and is handed in alone; so is every answer with DLCOURSE_CORPUS_ALONE=1.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 from pathlib import Path
@@ -32,6 +35,7 @@ from dlcourse.grader.driver import autograde_all
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wrong_answers"
 WORKSHEETS = Course(REPO).assignments()
+ALONE = os.environ.get("DLCOURSE_CORPUS_ALONE") == "1"
 
 
 def corpus(worksheet: str) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -58,15 +62,20 @@ def test_every_worksheet_has_a_corpus_that_covers_it(worksheet):
         assert set(spec["scores"]) <= set(full), f"{student}: unknown test cells"
         kept = sum((full | spec["scores"]).values())
         assert 0 < kept < sum(full.values()), f"{student} should earn partial marks, not {kept}"
+        # A wrong answer loses only tests of the exercises it answers: never another's.
+        own = {t for nb in source.values() for a in spec["answers"] for t in cells.tests_of(nb, a)}
+        assert set(spec["scores"]) <= own, f"{student} loses tests of other exercises"
 
 
-def packs(entries: dict[str, dict]) -> list[list[str]]:
+def packs(entries: dict[str, dict], alone: bool = False) -> list[list[str]]:
     """Corpus answers grouped so that no two in a group change the same solution cell or lose
-    the same test cell (first fit, largest first); every answer alone with the env switch."""
-    if os.environ.get("DLCOURSE_CORPUS_ALONE") == "1":
-        return [[name] for name in entries]
+    the same test cell (first fit, largest first). An answer that could reach beyond its own
+    exercise (`only_defines`) is handed in alone, as is every answer when `alone`."""
     groups: list[tuple[set[str], list[str]]] = []
     for name, spec in sorted(entries.items(), key=lambda kv: (-len(touched(kv[1])), kv[0])):
+        if alone or not only_defines(spec):
+            groups.append((set(), [name]))
+            continue
         cells_ = touched(spec)
         group = next((g for g in groups if g[0].isdisjoint(cells_)), None)
         if group is None:
@@ -81,13 +90,42 @@ def touched(spec: dict) -> set[str]:
     return set(spec["answers"]) | set(spec.get("scores", {}))
 
 
-def test_packs_never_share_a_cell():
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+
+
+def only_defines(spec: dict) -> bool:
+    """Every answer cell only imports and defines (no statement at the top level that changes
+    state when the cell runs, no `global`, no IPython hooks): it cannot touch a packmate's
+    exercise. Anything else, or code that does not parse, is graded alone."""
+    for source in spec["answers"].values():
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            return False
+        for node in tree.body:
+            docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            if not (isinstance(node, DEFINITIONS) or docstring):
+                return False
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Global | ast.Nonlocal):
+                return False
+            if isinstance(node, ast.Name) and node.id == "get_ipython":
+                return False
+    return True
+
+
+def test_packs_never_share_a_cell_nor_take_answers_that_reach_further():
+    f = "import numpy as np\n\n\ndef f(x):\n    return np.abs(x)\n"
     entries = {
-        "a": {"answers": {"ex_1": ""}, "scores": {"test_1": 0}},
-        "b": {"answers": {"ex_1": ""}, "scores": {"test_1": 0}},
-        "c": {"answers": {"ex_2": ""}, "scores": {"test_1": 0}},
-        "d": {"answers": {"ex_2": "", "ex_3": ""}, "scores": {"test_2": 0, "test_3": 1}},
-        "e": {"answers": {"ex_4": ""}},
+        "a": {"answers": {"ex_1": f}, "scores": {"test_1": 0}},
+        "b": {"answers": {"ex_1": f}, "scores": {"test_1": 0}},
+        "c": {"answers": {"ex_2": f}, "scores": {"test_1": 0}},
+        "d": {"answers": {"ex_2": f, "ex_3": f}, "scores": {"test_2": 0, "test_3": 1}},
+        "e": {"answers": {"ex_4": f}},
+        "seeds": {"answers": {"ex_5": "np.random.seed(0)\n" + f}},
+        "hooks": {"answers": {"ex_6": f + "    get_ipython()\n"}},
+        "rebinds": {"answers": {"ex_7": "def f():\n    global np\n    np = None\n"}},
+        "broken": {"answers": {"ex_8": "def f(:\n"}},
     }
     groups = packs(entries)
     assert sorted(n for g in groups for n in g) == sorted(entries)
@@ -95,7 +133,10 @@ def test_packs_never_share_a_cell():
         for i, first in enumerate(group):
             for second in group[i + 1 :]:
                 assert touched(entries[first]).isdisjoint(touched(entries[second]))
-    assert len(groups) == 3  # a+d+e, b, c
+    assert sorted(map(sorted, groups)) == sorted(
+        [["a", "d", "e"], ["b"], ["c"], ["seeds"], ["hooks"], ["rebinds"], ["broken"]]
+    )
+    assert all(len(g) == 1 for g in packs(entries, alone=True))
 
 
 def test_there_are_worksheets():
@@ -130,7 +171,7 @@ def test_worksheet_grades_as_expected(worksheet, tmp_path, monkeypatch):
     for kind, entries in (("wrong", students), ("right", right)):
         for spec in entries.values():
             assert set(spec["answers"]) <= set(reference), f"{spec}: unknown solution cells"
-        for i, names in enumerate(packs(entries), 1):
+        for i, names in enumerate(packs(entries, alone=ALONE), 1):
             student = f"{kind}{i}"
             members[student] = names
             answers = {gid: text for n in names for gid, text in entries[n]["answers"].items()}
@@ -158,7 +199,9 @@ def test_worksheet_grades_as_expected(worksheet, tmp_path, monkeypatch):
                 owners = [n for n in members.get(student, []) if gid in touched(entries[n])]
                 owners = owners or members.get(student, [student])
                 wrongly.append(
-                    f"{student}/{gid}: {got.get(gid)} != {want[gid]} ({', '.join(owners)})\n"
-                    f"{logs[student][-600:]}"
+                    f"{student}/{gid}: {got.get(gid)} != {want[gid]} ({', '.join(owners)})"
                 )
-    assert not wrongly, "\n".join(wrongly)
+    assert not wrongly, (
+        "\n".join(wrongly) + "\n(graded with their packmates: DLCOURSE_CORPUS_ALONE=1 "
+        "hands in every answer alone; the autograded notebooks say why each test failed)"
+    )

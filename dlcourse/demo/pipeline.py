@@ -50,35 +50,74 @@ def release(course: Course, exchange: Path, worksheet: str) -> dict[str, nbforma
     return course.release_notebooks(worksheet)
 
 
-def student_turn(
-    course: Course,
-    exchange: Path,
-    worksheet: str,
-    student: str,
-    release_nb: dict[str, nbformat.NotebookNode],
-) -> None:
-    """Fetch, work (as the scenario says), submit — as the student would."""
-    home = course.root / "students" / student
+def student_home(course: Course, student: str) -> Path:
+    return course.root / "students" / student
+
+
+def exchange_args(course: Course, exchange: Path, student: str) -> list[str]:
+    """The demo's exchange, and each student's own nbgrader cache (as in their own home)."""
+    cache = student_home(course, student) / ".nbgrader_cache"
+    return [
+        f"--Exchange.root={exchange}",
+        f"--Exchange.cache={cache}",
+        f"--course={course.course_id}",
+    ]
+
+
+def fetch(course: Course, exchange: Path, worksheet: str, student: str) -> None:
+    home = student_home(course, student)
     home.mkdir(parents=True, exist_ok=True)
-    common = [f"--Exchange.root={exchange}", f"--course={course.course_id}"]
     if not (home / worksheet).exists():
-        nbgrader(course.root, "fetch_assignment", worksheet, *common, cwd=home)
+        args = exchange_args(course, exchange, student)
+        nbgrader(course.root, "fetch_assignment", worksheet, *args, cwd=home)
+
+
+def work(
+    course: Course, worksheet: str, student: str, release_nb: dict[str, nbformat.NotebookNode]
+) -> None:
+    """Answer the fetched worksheet as the student's scenario says."""
+    home = student_home(course, student)
     source = course.source_notebooks(worksheet)
     scenario = scenarios.SCENARIOS[student]
     for name, nb in release_nb.items():
         ctx = scenarios.Context(worksheet, nb, reference_answers(source[name]))
-        work = scenario.build(ctx)
+        answered = scenario.build(ctx)
         target = home / worksheet / f"{name}.ipynb"
         if scenario.rename:
             target.unlink()
             target = target.with_name(scenario.rename.format(name=name))
-        if isinstance(work, str):
-            target.write_text(work)
+        if isinstance(answered, str):
+            target.write_text(answered)
         else:
             with warnings.catch_warnings():  # some students' notebooks are broken on purpose
                 warnings.simplefilter("ignore")
-                nbformat.write(work, target)
-    nbgrader(course.root, "submit", worksheet, *common, f"--student={student}", cwd=home)
+                nbformat.write(answered, target)
+
+
+def submit(course: Course, exchange: Path, worksheet: str, student: str) -> None:
+    args = exchange_args(course, exchange, student)
+    nbgrader(
+        course.root, "submit", worksheet, *args, f"--student={student}",
+        cwd=student_home(course, student),
+    )  # fmt: skip
+
+
+def class_works(
+    course: Course,
+    exchange: Path,
+    worksheet: str,
+    students: list[str],
+    release_nb: dict[str, nbformat.NotebookNode],
+    workers: int,
+) -> None:
+    """Every student fetches, works and submits. Students act at the same time, so their
+    nbgrader commands run concurrently; the answers are written one after another (warning
+    filters are process-wide)."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda s: fetch(course, exchange, worksheet, s), students))
+        for student in students:
+            work(course, worksheet, student, release_nb)
+        list(pool.map(lambda s: submit(course, exchange, worksheet, s), students))
 
 
 def simulate_late(course: Course, worksheet: str, student: str) -> None:
@@ -107,14 +146,9 @@ def run(
     for worksheet in worksheets:
         print(f"\n== {worksheet} ==")
         release_nb = release(course, exchange, worksheet)
-        # Students work at the same time: their fetch and submit commands run concurrently.
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            turns = [
-                pool.submit(student_turn, course, exchange, worksheet, student, release_nb)
-                for student in students
-            ]
-            for turn in turns:
-                turn.result()
+        class_works(
+            course, exchange, worksheet, students, release_nb, workers or os.cpu_count() or 1
+        )
         nbgrader(course.root, "collect", worksheet, "--update", f"--Exchange.root={exchange}")
         for student in students:
             if scenarios.SCENARIOS[student].late:

@@ -10,13 +10,14 @@ reference, which must lose nothing). They are graded by the course's parallel au
 driver; the gradebook must hold exactly the expected score for every graded cell.
 
 Each student in the class stands for several corpus answers at once: answers that change
-different solution cells and lose different test cells are handed in together (`packs`). The
-tests of one exercise never depend on another exercise's answer (issue 13), so each answer
-still shows its exact loss cell by cell, and an answer that broke another exercise's test
-would show up as a mismatch naming it. That grades the corpus with about a third of the
-kernels (each imports TensorFlow). An answer whose cell does more than import and define
-(a statement at the top level, `global`, an IPython hook) could reach a packmate's exercise
-and is handed in alone; so is every answer with DLCOURSE_CORPUS_ALONE=1.
+different solution cells and lose different test cells are handed in together (`packs`),
+which grades the corpus with less than half of the kernels (each imports TensorFlow). The
+tests of one exercise never depend on another exercise's answer (issue 13), so each answer's
+own losses still show cell by cell, and a mismatch names the answers that own the cell. What
+packing could not see is an answer damaging a test its packmate loses anyway, so an answer
+whose cell does more than import and define (a statement at the top level, `global`, an
+IPython hook) is handed in alone, and no wrong answer may claim a loss in another exercise's
+tests (checked statically). DLCOURSE_CORPUS_ALONE=1 hands in every answer alone.
 """
 
 from __future__ import annotations

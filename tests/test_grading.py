@@ -59,6 +59,9 @@ def test_every_worksheet_has_a_corpus_that_covers_it(worksheet):
     assert tests <= caught, f"{worksheet}: no wrong answer loses {sorted(tests - caught)}"
     assert set(wrong).isdisjoint(right)
     full = {gid: p for nb in source.values() for gid, p in cells.grade_cells(nb).items()}
+    answers = {gid for nb in source.values() for gid in cells.reference_answers(nb)}
+    for student, spec in (wrong | right).items():
+        assert set(spec["answers"]) <= answers, f"{student}: unknown solution cells"
     for student, spec in wrong.items():
         assert set(spec["scores"]) <= set(full), f"{student}: unknown test cells"
         kept = sum((full | spec["scores"]).values())
@@ -73,9 +76,10 @@ def packs(entries: dict[str, dict], alone: bool = False) -> list[list[str]]:
     the same test cell (first fit, largest first). An answer that could reach beyond its own
     exercise (`only_defines`) is handed in alone, as is every answer when `alone`."""
     groups: list[tuple[set[str], list[str]]] = []
+    singles: list[list[str]] = []  # never joined by another answer
     for name, spec in sorted(entries.items(), key=lambda kv: (-len(touched(kv[1])), kv[0])):
         if alone or not only_defines(spec):
-            groups.append((set(), [name]))
+            singles.append([name])
             continue
         cells_ = touched(spec)
         group = next((g for g in groups if g[0].isdisjoint(cells_)), None)
@@ -84,7 +88,7 @@ def packs(entries: dict[str, dict], alone: bool = False) -> list[list[str]]:
         else:
             group[0].update(cells_)
             group[1].append(name)
-    return [names for _, names in groups]
+    return [names for _, names in groups] + singles
 
 
 def touched(spec: dict) -> set[str]:
@@ -123,7 +127,10 @@ def test_packs_never_share_a_cell_nor_take_answers_that_reach_further():
         "c": {"answers": {"ex_2": f}, "scores": {"test_1": 0}},
         "d": {"answers": {"ex_2": f, "ex_3": f}, "scores": {"test_2": 0, "test_3": 1}},
         "e": {"answers": {"ex_4": f}},
-        "seeds": {"answers": {"ex_5": "np.random.seed(0)\n" + f}},
+        "seeds": {  # sorted first (most cells): nothing may join it
+            "answers": {"ex_5": "np.random.seed(0)\n" + f, "ex_9": f},
+            "scores": {"test_5": 0, "test_9": 0},
+        },
         "hooks": {"answers": {"ex_6": f + "    get_ipython()\n"}},
         "rebinds": {"answers": {"ex_7": "def f():\n    global np\n    np = None\n"}},
         "broken": {"answers": {"ex_8": "def f(:\n"}},
@@ -170,8 +177,6 @@ def test_worksheet_grades_as_expected(worksheet, tmp_path, monkeypatch):
     expected = {"reference": dict(full), "blank": dict.fromkeys(full, 0.0)}
     members: dict[str, list[str]] = {}  # student of the class -> corpus answers handed in
     for kind, entries in (("wrong", students), ("right", right)):
-        for spec in entries.values():
-            assert set(spec["answers"]) <= set(reference), f"{spec}: unknown solution cells"
         for i, names in enumerate(packs(entries, alone=ALONE), 1):
             student = f"{kind}{i}"
             members[student] = names

@@ -70,8 +70,8 @@ def run(out=sys.stdout) -> int:
     print("\nAutograding sandbox (for instructors; students do not need it):", file=out)
     prot = sandbox.protections()
     print(f"  {prot.summary()}", file=out)
-    if prot.off:
-        print("  WARNING: submissions would be graded with these protections off", file=out)
+    if warning := prot.warning():
+        print(f"  {warning}", file=out)
     print(file=out)
     if problems:
         print(f"{problems} problem(s) found.", file=out)

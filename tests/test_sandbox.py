@@ -158,6 +158,17 @@ def test_missing_bubblewrap_is_said_loudly(monkeypatch):
     assert not prot.filesystem and "filesystem isolation" in prot.summary()
     assert "OFF" in prot.summary() and "apt-get install bubblewrap" in prot.summary()
     assert prot.network == (prot.how.startswith("unshare"))
+    assert prot.warning() and "without filesystem isolation" in prot.warning()
+
+
+def test_a_non_root_grader_is_isolated_and_says_what_is_shared():
+    """The hub's grader account: bubblewrap without a user of its own per kernel. Isolated,
+    so never "OFF" nor a warning; the one thing off is named."""
+    prot = sandbox.Protections(True, True, True, True, False, "bubblewrap")
+    text = prot.summary()
+    assert "OFF" not in text and prot.warning() is None, text
+    assert "on: filesystem isolation, network isolation, process isolation" in text
+    assert text.endswith("off: a user of its own per kernel (else the process limit is shared)")
 
 
 def test_sandbox_switched_off_is_said_loudly(monkeypatch):
@@ -351,3 +362,49 @@ def test_data_behind_a_symlink_is_readable_in_the_sandbox(tmp_path, monkeypatch)
     executed = run_sandboxed(notebook(code), work, timeout=60)
     # Found where it was asked for, not in a later place of the search order.
     assert f"found at {tmp_path / 'alias'}\n" in printed_cells(executed), executed.cells[0].outputs
+
+
+# Variables a grader, the hub's formgrader service or a Dask worker may run with; some share a
+# prefix with what a kernel needs (TF_ is TensorFlow's and Terraform's, JPY_ is Jupyter's).
+SECRETS = {
+    "JPY_API_TOKEN": "jpy-api-token-value-1",
+    "JUPYTERHUB_API_TOKEN": "hub-api-token-value-2",
+    "JUPYTERHUB_COOKIE_SECRET": "cookie-secret-value-3",
+    "CONFIGPROXY_AUTH_TOKEN": "proxy-token-value-4",
+    "TF_TOKEN_app_terraform_io": "terraform-token-value-5",
+    "TF_VAR_db_password": "terraform-var-value-6",
+    "DLCOURSE_DB_URL": "postgresql://grader:db-password-value-7@db/dlcourse",
+    "DLCOURSE_HUB_TEST_PASSWORD": "hub-password-value-8",
+    "NBGRADER_SECRET": "nbgrader-secret-value-9",
+    "PGPASSWORD": "pg-password-value-10",
+    "OMP_SECRET": "omp-lookalike-value-11",
+}
+
+
+def test_the_kernel_environment_is_an_allow_list_of_exact_names(tmp_path):
+    scratch = sandbox.Scratch(tmp_path, tmp_path / "w", tmp_path / "h", tmp_path / "i")
+    given = SECRETS | {"OMP_NUM_THREADS": "2", "LANG": "C.UTF-8", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    env = sandbox.kernel_environment(scratch, given)
+    assert not set(SECRETS) & set(env), sorted(set(SECRETS) & set(env))
+    assert not [v for v in SECRETS.values() if v in str(env)]
+    assert env["OMP_NUM_THREADS"] == "2" and env["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    assert env["DLCOURSE_QUICK"] == "1" and env["HOME"] == str(scratch.home)
+
+
+@pytest.mark.slow
+def test_no_secret_of_the_grader_reaches_a_grading_kernel(tmp_path, monkeypatch):
+    """A submission that dumps os.environ and /proc/self/environ (its own and its parent's, as
+    far as it can see them) prints no secret the grading process holds."""
+    for key, value in SECRETS.items():
+        monkeypatch.setenv(key, value)
+    nb = notebook(
+        "import os\nprint(dict(os.environ))",
+        "print(open('/proc/self/environ', 'rb').read())",
+        "import pathlib\n"
+        "for p in pathlib.Path('/proc').glob('[0-9]*/environ'):\n"
+        "    try:\n        print(p, p.read_bytes())\n    except OSError as e:\n        print(p, e)",
+    )
+    printed = printed_cells(run_sandboxed(nb, tmp_path))
+    assert "HOME" in printed and "PATH" in printed  # the dump did run
+    leaked = [key for key, value in SECRETS.items() if value in printed or key in printed]
+    assert not leaked, leaked

@@ -40,7 +40,7 @@ def run() -> int:
     failed = [o for outs in result.outcomes.values() for o in outs if not o.ok]
     print(f"\nDemo class graded in {result.seconds:.0f} s.")
     print(f"  grades (CSV):  {result.grades_csv}")
-    print(f"  feedback:      {result.course / 'feedback'}/<student>/<worksheet>/")
+    print(f"  feedback:      {result.course.feedback()}/<student>/<worksheet>/")
     for path in result.reports:
         print(f"  report:        {path}")
     if failed:

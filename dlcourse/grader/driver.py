@@ -257,8 +257,8 @@ def autograde_all(
         executor.check(course)  # before the reference run: refuse early (e.g. SQLite)
     workers = workers or os.cpu_count() or 1
     progress(sandbox.protections().summary())
-    if sandbox.protections().off:
-        progress("  WARNING: student code runs with the protections above switched off")
+    if warning := sandbox.protections().warning():
+        progress(f"  {warning}")
     # The canary: the reference solution, graded here first, must score full marks.
     start = time.perf_counter()
     reference.ensure(course, assignment)

@@ -72,24 +72,43 @@ class Protections:
     how: str
     missing: tuple[str, ...] = field(default_factory=tuple)
 
+    _LABELS = {
+        "filesystem": "filesystem isolation",
+        "network": "network isolation",
+        "pid_namespace": "process isolation",
+        "limits": "resource limits",
+        "own_user": "a user of its own per kernel (else the process limit is shared)",
+    }
+
     @property
     def off(self) -> list[str]:
-        names = {
-            "filesystem": "filesystem isolation",
-            "network": "network isolation",
-            "pid_namespace": "process isolation",
-            "limits": "resource limits",
-            "own_user": "a user of its own per kernel (else the process limit is shared)",
-        }
-        return [label for key, label in names.items() if not getattr(self, key)]
+        return [label for key, label in self._LABELS.items() if not getattr(self, key)]
+
+    @property
+    def on(self) -> list[str]:
+        return [label for key, label in self._LABELS.items() if getattr(self, key)]
+
+    @property
+    def isolated(self) -> bool:
+        """Student code cannot reach the course (the one protection grading needs)."""
+        return self.filesystem
 
     def summary(self) -> str:
+        """Per protection what is on and off; "OFF" only when student code is not isolated."""
         if not self.off:
             return f"sandbox: all protections on ({self.how})"
-        text = f"sandbox: OFF: {', '.join(self.off)} ({self.how})"
+        state = "on" if self.isolated else "OFF, student code is not isolated from the course"
+        text = f"sandbox: {state} ({self.how}); on: {', '.join(self.on) or 'nothing'}"
+        text += f"; off: {', '.join(self.off)}"
         if self.missing:
             text += f"; to fix: {'; '.join(self.missing)}"
         return text
+
+    def warning(self) -> str | None:
+        """What an instructor must be told before grading, or None."""
+        if not self.isolated:
+            return "WARNING: student code runs without filesystem isolation (see above)"
+        return None
 
 
 def enabled() -> bool:
@@ -236,14 +255,30 @@ class Scratch:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-# What a grading kernel inherits from the grader's environment; everything else (API tokens,
-# credentials, the grader's own settings) stays outside, since a student's code could print it
-# into the feedback they get back.
-KEPT_ENV = {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "PYTHONHASHSEED", "PYTHONWARNINGS"}
-KEPT_ENV_PREFIXES = ("LC_", "TF_", "DLCOURSE_", "NBGRADER_", "CUDA_", "OMP_", "MKL_", "JPY_")
-KEPT_ENV_PREFIXES += ("OPENBLAS_", "KMP_", "MPLBACKEND", "PYDEVD_")
-# ... except the gradebook's URL, which may carry a database password.
-DROPPED_ENV = {settings.DB_URL}
+# What a grading kernel inherits from the grader's environment: an allow-list of exact names,
+# never a prefix. Whatever else the grader, the formgrader service or a Dask worker runs with
+# (the hub's API token as JUPYTERHUB_API_TOKEN or JPY_API_TOKEN, cookie secrets, the
+# gradebook's URL with its password, Terraform's TF_TOKEN_*/TF_VAR_* beside TensorFlow's TF_*)
+# stays outside: student code could print it into the feedback they get back. The kernel's own
+# settings (HOME, the data folder, quick mode, ...) are set below, not inherited.
+KEPT_ENV = frozenset(
+    {
+        # locale and terminal
+        "PATH", "LANG", "LANGUAGE", "TZ", "TERM",
+        "LC_ALL", "LC_CTYPE", "LC_NUMERIC", "LC_TIME", "LC_COLLATE", "LC_MONETARY",
+        "LC_MESSAGES",
+        # Python
+        "PYTHONHASHSEED", "PYTHONWARNINGS", "PYDEVD_DISABLE_FILE_VALIDATION",
+        # TensorFlow's and the math libraries' settings (a thread budget, the GPU to use)
+        "TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS",
+        "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_DETERMINISTIC_OPS",
+        "TF_FORCE_GPU_ALLOW_GROWTH", "TF_GPU_ALLOCATOR", "CUDA_VISIBLE_DEVICES",
+        "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
+        "OPENBLAS_L2_SIZE", "KMP_AFFINITY", "KMP_BLOCKTIME", "MPLBACKEND",
+        # the data sets (a path; the default is found below when unset)
+        settings.DATA,
+    }
+)  # fmt: skip
 
 
 # Whatever the grader's own environment says, grading kernels train in quick mode.
@@ -255,11 +290,7 @@ def kernel_environment(scratch: Scratch, given: dict[str, str]) -> dict[str, str
     pointed at the data sets the grader found (the kernel cannot see the course folder)."""
     from dlcourse import data
 
-    kept = {
-        key: value
-        for key, value in given.items()
-        if (key in KEPT_ENV or key.startswith(KEPT_ENV_PREFIXES)) and key not in DROPPED_ENV
-    }
+    kept = {key: value for key, value in given.items() if key in KEPT_ENV}
     if settings.DATA not in kept and (folder := data.course_data_dir()) is not None:
         kept[settings.DATA] = str(folder)
     return (

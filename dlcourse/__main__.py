@@ -46,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     roster.add_argument("--course", help="course directory (default DLCOURSE_HUB_COURSE_DIR)")
     roster.add_argument("--grader", help="grader account (default DLCOURSE_HUB_GRADER)")
     roster.add_argument("--unix-users", action="store_true", help="useradd missing students")
+    datasets = sub.add_parser(
+        "data",
+        help="install the data sets into a folder (from a folder, an archive or a URL) or "
+        "verify one, against the repository's SHA-256 checksums",
+    )
+    from dlcourse.data_install import add_arguments as add_data_arguments
+
+    add_data_arguments(datasets)
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
@@ -68,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         from dlcourse import roster as class_list
 
         return class_list.command(args.csv, args.course, args.grader, args.unix_users)
+    if args.command == "data":
+        from dlcourse import data_install
+
+        return data_install.command(args)
     if args.command == "fmt":
         from dlcourse import fmt as formatter
         from dlcourse.grader.course import Course

@@ -11,7 +11,9 @@ from nbgrader.converters import Autograde, GenerateFeedback
 from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
 from dlcourse.grader.decide import DecideVerdicts, HideHiddenTests
+from dlcourse.grader.door import use_course_autograde
 from dlcourse.grader.execute import SandboxedExecute
+from dlcourse.grader.feedback import AddGradingNotes
 from dlcourse.grader.overwrite import OverwriteCellsKnowingHiddenTests
 from dlcourse.grader.sanitize import SanitizeStudentContent
 from dlcourse.kernel_env import KERNEL_ENV, TF_LOG_ONLY
@@ -95,11 +97,18 @@ _steps = _nbgrader_steps("autograde_preprocessors")
 _steps.insert(_steps.index(SaveAutoGrades), DecideVerdicts)
 _steps.insert(_steps.index(SaveAutoGrades), SanitizeStudentContent)
 c.Autograde.autograde_preprocessors = _steps
-# Feedback shows what each hidden test checked and why it failed, not its source; and never
-# runs what a student put into a Markdown cell or an output (no script injection).
+# One grading path, whichever door: the formgrader's Autograde button and `nbgrader autograde`
+# grade through the course's driver (the canary, staging and repairs, one sandboxed process
+# per student, notes; a broken environment writes nothing), like `python -m dlcourse
+# autograde` (dlcourse/grader/door.py).
+use_course_autograde()
+# Feedback shows what each hidden test checked and why it failed, not its source; starts with
+# the student's grading notes (dlcourse/grader/feedback.py); and never runs what a student put
+# into a Markdown cell or an output (no script injection).
 c.GenerateFeedback.preprocessors = [
     *GenerateFeedback.class_traits()["preprocessors"].default(),
     HideHiddenTests,
+    AddGradingNotes,
     SanitizeStudentContent,
 ]
 c.HTMLExporter.sanitize_html = True

@@ -42,3 +42,34 @@ def test_a_broken_environment_grades_nobody_and_says_why(tmp_path):
     assert "DatasetError" in result.stdout
     assert not course.grades_csv.exists()
     assert not course.autograded().exists() or not any(course.autograded().iterdir())
+
+
+def test_a_grading_child_has_the_drivers_environment_fingerprint():
+    """The driver checks the reference under this fingerprint and each child (started with
+    `tool_env()`) looks it up again: a difference would re-run the reference per student."""
+    from dlcourse.grader import environment
+
+    code = "from dlcourse.grader import environment; print(environment.fingerprint())"
+    child = subprocess.run(
+        [sys.executable, "-c", code], env=tool_env(), capture_output=True, text=True, check=True
+    )
+    assert child.stdout.strip() == environment.fingerprint()
+
+
+def test_the_fingerprint_changes_with_what_can_break_grading(tmp_path, monkeypatch):
+    from dlcourse import settings
+    from dlcourse.grader import environment, sandbox
+
+    before = environment.describe()
+    monkeypatch.setenv(settings.DATA, str(tmp_path))  # an empty data folder first
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    spec = tmp_path / "jupyter" / "kernels" / "python3" / "kernel.json"
+    spec.parent.mkdir(parents=True)
+    spec.write_text('{"argv": ["python", "-c", "pass"], "display_name": "x", "language": "python"}')
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.setenv("TF_TOKEN_example", "not a kernel setting")
+    monkeypatch.setattr(sandbox, "protections", lambda: "bubblewrap missing")
+    after = environment.describe()
+    changed = {part for part in before if before[part] != after[part]}
+    assert changed == {"data", "kernel_spec", "kernel_environment", "sandbox"}, changed
+    assert "TF_TOKEN_example" not in str(after)

@@ -83,14 +83,18 @@ def test_every_demo_student_scores_exactly_as_expected(demo):
 def test_every_repair_is_explained_in_the_feedback(demo):
     outcomes = {o.student: o for o in demo.outcomes[WORKSHEET]}
     assert all(o.ok for o in outcomes.values()), [o.student for o in outcomes.values() if not o.ok]
-    for student, phrase in EXPECTED_NOTES.items():
-        notes = demo.course.feedback(student, WORKSHEET) / "grading-notes.txt"
-        assert phrase in notes.read_text(), student
-        assert phrase in demo.course.notes(WORKSHEET, student).read_text(), student
-    assert not (demo.course.feedback("ada", WORKSHEET) / "grading-notes.txt").exists()
+    pages = {}
     for student in SCENARIOS:
         html = list(demo.course.feedback(student, WORKSHEET).glob("*.html"))
-        assert html, f"no feedback for {student}"
+        assert len(html) == 1, f"feedback of {student}: {html}"
+        pages[student] = html[0].read_text()
+        # Release Feedback hands out the HTML only: the notes are in the page itself.
+        assert "Grading notes" in pages[student] and "grading settings" in pages[student]
+        assert [p.suffix for p in html[0].parent.iterdir()] == [".html"], student
+    for student, phrase in EXPECTED_NOTES.items():
+        assert phrase in demo.course.notes(WORKSHEET, student).read_text(), student
+        assert phrase in pages[student], student
+    assert "About your submission" not in pages["ada"]
 
 
 @pytest.mark.slow

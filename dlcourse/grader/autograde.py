@@ -9,10 +9,15 @@ from pathlib import Path
 from dlcourse.grader import report, sandbox
 from dlcourse.grader.cluster import ClusterUnavailable, DaskExecutor
 from dlcourse.grader.course import Course, NotACourse
-from dlcourse.grader.driver import Outcome, autograde_all
+from dlcourse.grader.driver import GradingEnvironmentBroken, Outcome, autograde_all
 from dlcourse.grader.gradebook import BackupFailed
 from dlcourse.grader.reference import ReferenceFailed
 from dlcourse.grader.runner import nbgrader
+
+NOTHING_WRITTEN = (
+    "Nothing was written (gradebook, grades.csv, feedback): fix the grading environment, "
+    "then grade again."
+)
 
 
 def grade(
@@ -21,16 +26,22 @@ def grade(
     students: list[str],
     workers: int | None = None,
     executor=None,
+    progress=print,
+    feedback: bool = True,
 ) -> tuple[list[Outcome], Path]:
-    """Collected submissions -> autograde -> feedback with notes -> the worksheet's report.
-    `executor`: where the per-student grading runs (default: local processes; a
-    `dlcourse.grader.cluster.DaskExecutor` for a Dask cluster)."""
+    """Collected submissions -> autograde -> notes -> feedback (unless told not to) -> the
+    worksheet's report. `executor`: where the per-student grading runs (default: local
+    processes; a `dlcourse.grader.cluster.DaskExecutor` for a Dask cluster). Every door into
+    grading (this command, the formgrader's Autograde button, `nbgrader autograde`:
+    `dlcourse.grader.door`) comes through here."""
     release = course.release_notebooks(worksheet)
-    outcomes = autograde_all(course, worksheet, students, release, workers, executor=executor)
+    outcomes = autograde_all(
+        course, worksheet, students, release, workers, progress=progress, executor=executor
+    )
     for outcome in outcomes:
         report.write_notes(course, worksheet, outcome)
-    nbgrader(course.root, "generate_feedback", worksheet, "--force", check=False)
-    report.publish_notes(course, worksheet, students)
+    if feedback:
+        nbgrader(course.root, "generate_feedback", worksheet, "--force", check=False)
     return outcomes, report.assignment_report(course, worksheet, outcomes)
 
 
@@ -60,16 +71,17 @@ def command(
         return 2
     reason = sandbox.refusal()
     if reason:
-        print(reason)
+        print(f"Refusing to grade {worksheet}: {reason}")
+        print(NOTHING_WRITTEN)
         return 3
     executor = None
     if scheduler:  # --scheduler: one task per student on a Dask cluster
         executor = DaskExecutor(scheduler)
     try:
         outcomes, path = grade(course, worksheet, students, workers, executor)
-    except ReferenceFailed as err:
+    except (ReferenceFailed, GradingEnvironmentBroken, sandbox.SandboxUnavailable) as err:
         print(f"Refusing to grade {worksheet}: {err}")
-        print("Nothing was graded: fix the grading environment, then run this again.")
+        print(NOTHING_WRITTEN)
         return 3
     except (ClusterUnavailable, BackupFailed) as err:
         print(f"Refusing to grade {worksheet}: {err}")

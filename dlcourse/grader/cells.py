@@ -25,6 +25,22 @@ def is_test(cell) -> bool:
     return utils.is_grade(cell) and not utils.is_solution(cell) and cell.cell_type == "code"
 
 
+def is_setup(cell) -> bool:
+    """A locked code cell that is neither an answer nor a test: setup the student cannot edit."""
+    locked = cell.metadata.get("nbgrader", {}).get("locked")
+    return cell.cell_type == "code" and bool(locked) and not (is_answer(cell) or is_test(cell))
+
+
+def failed_setup_cells(nb: Notebook) -> list[str]:
+    """'grade_id (error name)' of each setup cell whose outputs hold an error."""
+    failed = []
+    for cell in nb.cells:
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors and is_setup(cell):
+            failed.append(f"{grade_id(cell)} ({errors[0].get('ename')})")
+    return failed
+
+
 def solution_text(source: str) -> str:
     """The reference answer as a student would type it: marker lines removed."""
     lines = [ln for ln in source.splitlines() if ln.strip() not in SOLUTION_MARKERS]

@@ -3,7 +3,10 @@
 `DecideVerdicts` runs in autograde after the notebook was executed and before nbgrader saves
 the grades: each test cell's score is decided from the values its hidden tests recorded,
 compared in this process with the reference run (`dlcourse.grader.reference`); the cell's
-outputs are rewritten so nbgrader's `determine_grade` reads exactly full points or 0.
+outputs are rewritten so nbgrader's `determine_grade` reads exactly full points or 0. When a
+setup cell (locked, not a test) failed, the reference is run again first (`reference.verify`):
+if it fails too, the grading environment is broken and `ReferenceFailed` stops this
+submission before nbgrader saves any grade of it.
 
 `HideHiddenTests` runs in generate_feedback: feedback shows each test's visible part, its
 result and message, but not the source of its hidden tests (those stay hidden all term).
@@ -34,7 +37,10 @@ class DecideVerdicts(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
         course = Course(Path(CourseDirectory(config=self.config).root).resolve())
-        results = reference.ensure(course, info["assignment"])
+        if cells.failed_setup_cells(nb):
+            results = reference.verify(course, info["assignment"])
+        else:
+            results = reference.ensure(course, info["assignment"])
         expected = results["notebooks"].get(info["notebook"], {})
         for cell in nb.cells:
             if not cells.is_test(cell):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse.grader import gradebook, preflight, reference, sandbox
+from dlcourse.grader import cells, gradebook, preflight, reference, sandbox
 from dlcourse.grader.course import Course
 from dlcourse.grader.crash import find_crashing_cell, neutralise_cell
 from dlcourse.grader.execute import OUTPUT_REMOVED, TIME_LIMIT_ERROR
@@ -30,6 +31,13 @@ from dlcourse.grader.runner import tool_env
 
 RETRIES = 2  # a sqlite gradebook can be locked by another worker for a moment
 LOG_LIMIT = 200_000  # bytes of nbgrader's own log kept per student
+# What a child reports when the grading environment, not the submission, failed: the
+# reference solution fails here too (`reference.verify`), or the sandbox cannot start.
+ENVIRONMENT_ERRORS = frozenset({"ReferenceFailed", "SandboxUnavailable"})
+
+
+class GradingEnvironmentBroken(RuntimeError):
+    """The environment failed while grading: nothing of the run was kept."""
 
 
 @dataclass
@@ -43,6 +51,14 @@ class Outcome:
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
+
+    @property
+    def environment_failure(self) -> str | None:
+        """The environment's failure that stopped this student's grading, if any."""
+        for failure in self.failures:
+            if failure.get("error") in ENVIRONMENT_ERRORS:
+                return f"{failure['error']}: {failure.get('message', '')}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -143,12 +159,7 @@ def locked_failures(folder: Path) -> list[str]:
             nb = nbformat.read(path, as_version=4)
         except Exception:  # noqa: BLE001 - reported elsewhere
             continue
-        for cell in nb.cells:
-            meta = cell.metadata.get("nbgrader", {})
-            locked = meta.get("locked") and not meta.get("grade") and not meta.get("solution")
-            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
-            if cell.cell_type == "code" and locked and errors:
-                failed.append(f"{meta.get('grade_id')} ({errors[0].get('ename')})")
+        failed += cells.failed_setup_cells(nb)
     return failed
 
 
@@ -189,8 +200,10 @@ def grade_student(
             release,
             course.release(assignment),
         )
+        graded = course.autograded(student, assignment)
+        previous = _set_aside(graded, course.private / "previous" / assignment / student)
         outcome = autograde_one(course, assignment, student, wall_clock)
-        if not outcome.ok and not outcome.timed_out:
+        if not outcome.ok and not outcome.timed_out and not outcome.environment_failure:
             for name in release:
                 path = staged.folder / f"{name}.ipynb"
                 index = find_crashing_cell(course, assignment, path) if path.exists() else None
@@ -208,7 +221,15 @@ def grade_student(
                     f"grader; it was skipped and scored as failing, the rest was graded"
                 )
             outcome = autograde_one(course, assignment, student, wall_clock)
-        graded = course.autograded(student, assignment)
+        if outcome.environment_failure:
+            _put_back(previous, graded)
+            failure = outcome.environment_failure[:300]
+            outcome.notes = [f"not graded: the grading environment failed ({failure})"]
+            outcome.seconds = time.perf_counter() - start
+            return outcome
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+        graded_by_nbgrader = outcome.ok
         outcome.notes = staged.notes + output_notes(graded)
         if failed := locked_failures(graded):
             outcome.ok = False
@@ -218,16 +239,16 @@ def grade_student(
                 f"on your answers; an instructor will look at it"
             )
         if outcome.timed_out:
-            outcome.notes.append(
+            outcome.notes = staged.notes + [
                 f"grading stopped after {wall_clock} s, the limit for the whole submission; "
                 f"it was not graded: ask your instructor"
-            )
-        elif not outcome.ok:
-            outcome.notes.append(
-                "autograding failed "
-                f"({', '.join(sorted({f['error'] for f in outcome.failures})) or 'no result'}); "
-                f"an instructor will look at it (grader log: {course.log(assignment, student)})"
-            )
+            ]
+        elif not graded_by_nbgrader:
+            errors = ", ".join(sorted({f["error"] for f in outcome.failures})) or "no result"
+            outcome.notes = staged.notes + [
+                f"autograding failed ({errors}): your submission could not be graded; an "
+                f"instructor will look at it"
+            ]
     except Exception as err:  # noqa: BLE001 - one student's failure never stops the class
         outcome = Outcome(
             student,
@@ -237,6 +258,23 @@ def grade_student(
         )
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _set_aside(folder: Path, aside: Path) -> Path | None:
+    """Move the last graded copy out of nbgrader's way, to put it back if the environment
+    fails (nbgrader removes it before grading and after a failure)."""
+    if not folder.is_dir():
+        return None
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.replace(folder, aside)
+    return aside
+
+
+def _put_back(aside: Path | None, folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    if aside is not None:
+        os.replace(aside, folder)
 
 
 def autograde_all(
@@ -250,6 +288,7 @@ def autograde_all(
 ) -> list[Outcome]:
     """Grade every student with at most `workers` concurrent child processes, or, with an
     `executor` (`dlcourse.grader.cluster.DaskExecutor`), one task per student on a cluster."""
+    sandbox.protections.cache_clear()  # probed again for every run: the machine may change
     reason = sandbox.refusal()
     if reason:
         raise sandbox.SandboxUnavailable(reason)
@@ -264,7 +303,7 @@ def autograde_all(
     reference.ensure(course, assignment)
     seconds = time.perf_counter() - start
     progress(f"  the reference solution passes in this grading environment ({seconds:.0f} s)")
-    backup_gradebook(course)
+    backup = backup_gradebook(course)
     # nbgrader creates the gradebook tables on first use; do it once, not in every worker.
     gradebook.create(course)
     outcomes = []
@@ -284,6 +323,15 @@ def autograde_all(
             f"{status} ({outcome.seconds:.1f} s)"
         )
         sys.stdout.flush()
+    if broken := [o for o in outcomes if o.environment_failure]:
+        # A broken environment writes nothing: the gradebook goes back to how it was.
+        if backup is not None:
+            gradebook.restore(course, backup)
+        raise GradingEnvironmentBroken(
+            f"the grading environment failed while grading {len(broken)} of {len(outcomes)} "
+            f"submission(s) ({broken[0].student}: {broken[0].environment_failure[:500]}); "
+            f"the gradebook was put back as it was before this run"
+        )
     failed = [o.student for o in outcomes if not o.ok]
     noted = sum(bool(o.notes) for o in outcomes)
     progress(

@@ -6,25 +6,35 @@ every test here, the grading environment is broken (a missing package, no data, 
 setting) and grading the class would hand out wrong zeros: grading is refused, with the
 reason. Otherwise the values its hidden tests recorded become the expected values every
 submission is compared with (`dlcourse.grader.verdict`), and its cell times size the per-cell
-timeouts. The result is cached per assignment in the grader's private area, keyed by the
-master notebooks and the grader's own code, readable by the instructor only.
+timeouts. The result is cached per assignment in the grader's private area, readable by the
+instructor only, keyed by the master notebooks and everything in the grading environment that
+can make a correct answer fail (`dlcourse.grader.environment`: Python and package versions,
+the course's code, the kernel spec, the data sets, the sandbox, the kernel's environment).
+
+A grading run also checks the environment while it grades: when a locked cell (setup the
+student cannot edit) fails in a submission, `verify` runs the reference again before that
+submission's grades are saved; if the reference fails too, the environment is broken and
+nothing of that submission is written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
-import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 
-from dlcourse.grader import cells, verdict
+from dlcourse.grader import cells, environment, verdict
 from dlcourse.grader.course import Course
 
-FORMAT = 1
-# The code that decides verdicts: a change to it invalidates cached expectations.
-_CODE = ("probe.py", "grader/verdict.py", "grader/reference.py")
+FORMAT = 2
+# `verify` accepts a reference run that passed after this process started (a grading child
+# lives for one submission), in the same environment.
+_STARTED = time.time()
 
 
 class ReferenceFailed(RuntimeError):
@@ -35,9 +45,7 @@ def fingerprint(course: Course, assignment: str) -> str:
     digest = hashlib.sha256(f"format {FORMAT}".encode())
     for path in sorted(course.source(assignment).glob("*.ipynb")):
         digest.update(path.name.encode() + path.read_bytes())
-    package = Path(__file__).resolve().parent.parent
-    for name in _CODE:
-        digest.update((package / name).read_bytes())
+    digest.update(environment.fingerprint().encode())
     return digest.hexdigest()
 
 
@@ -93,22 +101,56 @@ def _seconds(cell) -> float:
         return 0.0
 
 
+@contextlib.contextmanager
+def _locked(course: Course, assignment: str) -> Iterator[None]:
+    """One reference run per assignment at a time (concurrent children, Dask workers)."""
+    path = course.expected(assignment).with_suffix(".lock")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _cached(course: Course, assignment: str, key: str) -> dict | None:
+    try:
+        cached = verdict.load_expected(course.expected(assignment))
+    except (OSError, ValueError):
+        return None
+    return cached if cached.get("fingerprint") == key else None
+
+
 def ensure(course: Course, assignment: str, *, force: bool = False) -> dict:
     """The cached reference results for `assignment`, running the reference when stale.
 
-    {"fingerprint", "notebooks": {name: {grade_id: expectation}}, "seconds": {name: {...}}}
+    {"fingerprint", "verified": epoch seconds of the run, "notebooks": {name: {grade_id:
+    expectation}}, "seconds": {name: {...}}}
     Raises ReferenceFailed when the reference solution does not pass here.
     """
-    path = course.expected(assignment)
     key = fingerprint(course, assignment)
-    if path.is_file() and not force:
-        try:
-            cached = verdict.load_expected(path)
-            if cached.get("fingerprint") == key:
-                return cached
-        except (OSError, ValueError):
-            pass
-    results: dict = {"fingerprint": key, "notebooks": {}, "seconds": {}}
+    if not force and (cached := _cached(course, assignment, key)) is not None:
+        return cached
+    with _locked(course, assignment):  # another process may have run it meanwhile
+        if not force and (cached := _cached(course, assignment, key)) is not None:
+            return cached
+        return _run(course, assignment, key)
+
+
+def verify(course: Course, assignment: str) -> dict:
+    """Like `ensure`, but the reference must have passed in this environment since this process
+    started: an older result is checked by running the reference again."""
+    key = fingerprint(course, assignment)
+    with _locked(course, assignment):
+        cached = _cached(course, assignment, key)
+        if cached is not None and cached.get("verified", 0) >= _STARTED:
+            return cached
+        return _run(course, assignment, key)
+
+
+def _run(course: Course, assignment: str, key: str) -> dict:
+    results: dict = {"fingerprint": key, "verified": 0, "notebooks": {}, "seconds": {}}
     masters = sorted(course.source(assignment).glob("*.ipynb"))
     if not masters:
         raise ReferenceFailed(f"{assignment} has no master notebook in {course.source()}")
@@ -116,6 +158,8 @@ def ensure(course: Course, assignment: str, *, force: bool = False) -> dict:
         expected, seconds = run_reference(course, assignment, notebook)
         results["notebooks"][notebook.stem] = expected
         results["seconds"][notebook.stem] = seconds
+    results["verified"] = time.time()
+    path = course.expected(assignment)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     verdict.save_expected(path, results)
     return results
@@ -123,9 +167,4 @@ def ensure(course: Course, assignment: str, *, force: bool = False) -> dict:
 
 def load(course: Course, assignment: str) -> dict | None:
     """The cached results if present and current (no run), else None."""
-    path = course.expected(assignment)
-    try:
-        cached = verdict.load_expected(path)
-    except (OSError, ValueError, json.JSONDecodeError):
-        return None
-    return cached if cached.get("fingerprint") == fingerprint(course, assignment) else None
+    return _cached(course, assignment, fingerprint(course, assignment))

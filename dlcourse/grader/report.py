@@ -1,22 +1,20 @@
 """Per-assignment grade reports (Markdown + PNG) and per-student grading notes.
 
 Notes are kept in the grader's own area (`grading/notes/`, which `nbgrader generate_feedback
---force` does not touch) and copied next to the student's feedback after it is generated.
-Everything a student controls (file names, ids) is escaped before it goes into Markdown.
+--force` does not touch); feedback generation puts them at the top of the student's feedback
+page (`dlcourse.grader.feedback`). Everything a student controls (file names, ids) is escaped
+before it goes into Markdown.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
-from dlcourse.grader import sandbox
+from dlcourse.grader import feedback, sandbox
 from dlcourse.grader.course import Course
 from dlcourse.grader.driver import Outcome
-
-NOTES_NAME = "grading-notes.txt"
 
 
 def md_escape(text: str) -> str:
@@ -56,15 +54,6 @@ def write_notes(course: Course, worksheet: str, outcome: Outcome) -> Path | None
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
     return path
-
-
-def publish_notes(course: Course, worksheet: str, students: list[str]) -> None:
-    """Copy each student's notes next to their (freshly generated) feedback."""
-    for student in students:
-        notes = course.notes(worksheet, student)
-        folder = course.feedback(student, worksheet)
-        if notes.is_file() and folder.is_dir():
-            shutil.copyfile(notes, folder / NOTES_NAME)
 
 
 def scores_table(
@@ -136,7 +125,12 @@ def assignment_report(course: Course, worksheet: str, outcomes: list[Outcome]) -
     attention = []
     for student in sorted(table):
         outcome = by_student.get(student)
-        notes = notes_for(course, worksheet, outcome) if outcome else []
+        # graded in this run, or earlier (the formgrader's button grades one student)
+        notes = (
+            notes_for(course, worksheet, outcome)
+            if outcome
+            else feedback.notes_lines(course, worksheet, student)
+        )
         if notes:
             attention.append((student, notes))
         lines.append(f"| {md_escape(student)} | {totals[student]:g} / {total:g} | {len(notes)} |")

@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -285,12 +286,17 @@ KEPT_ENV = frozenset(
 GRADING_ENV = {settings.QUICK: "1", settings.NBGRADER_EXECUTION: "autograde"}
 
 
+def inherited_environment(given: Mapping[str, str]) -> dict[str, str]:
+    """What a grading kernel keeps of `given`: the allow-listed names only."""
+    return {key: value for key, value in given.items() if key in KEPT_ENV}
+
+
 def kernel_environment(scratch: Scratch, given: dict[str, str]) -> dict[str, str]:
     """The kernel's environment: what jupyter_client would have given it (`given`), scrubbed;
     pointed at the data sets the grader found (the kernel cannot see the course folder)."""
     from dlcourse import data
 
-    kept = {key: value for key, value in given.items() if key in KEPT_ENV}
+    kept = inherited_environment(given)
     if settings.DATA not in kept and (folder := data.course_data_dir()) is not None:
         kept[settings.DATA] = str(folder)
     return (

@@ -75,10 +75,15 @@ lab: setup
 STUDENT_DIR ?= $(HOME)/dlcourse-student
 # The work folder is outside the course: its kernels are told where the data sets are.
 COURSE_DATA = $(shell $(PY) -c "from dlcourse.data import course_data_dir; print(course_data_dir() or '')")
+# The exchange is made (1777, as nbgrader's release makes it) when missing, so the Assignment
+# List says "no assignments" rather than "exchange directory does not exist" before a release.
+STUDENT_EXCHANGE = $${DLCOURSE_EXCHANGE:-$(CURDIR)/work/exchange}
 student-lab: setup
 	mkdir -p "$(STUDENT_DIR)"
+	@test -d "$(STUDENT_EXCHANGE)" || { mkdir -p "$(STUDENT_EXCHANGE)" && \
+	  chmod 1777 "$(STUDENT_EXCHANGE)" && echo "exchange $(STUDENT_EXCHANGE) created (1777)"; }
 	cd "$(STUDENT_DIR)" && JUPYTER_CONFIG_PATH="$(CURDIR)/deploy/student" \
-	  DLCOURSE_EXCHANGE="$${DLCOURSE_EXCHANGE:-$(CURDIR)/work/exchange}" \
+	  DLCOURSE_EXCHANGE="$(STUDENT_EXCHANGE)" \
 	  DLCOURSE_DATA="$${DLCOURSE_DATA:-$(COURSE_DATA)}" \
 	  "$(CURDIR)/$(VENV)/bin/jupyter" lab $(ALLOW_ROOT)
 

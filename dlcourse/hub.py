@@ -9,16 +9,41 @@ on one JupyterHub, read from the environment (every variable has a production de
 - `DLCOURSE_EXCHANGE`: nbgrader's exchange (default `/srv/nbgrader/exchange`, mode 1777).
 - `DLCOURSE_HUB_ROSTER`: the students' CSV (nbgrader's `db student import` format: a column
   `id`, the Unix and hub user name; default `<course dir>/roster.csv`).
-- `DLCOURSE_HUB_STAFF`: instructors and TAs, comma-separated hub/Unix user names.
+- `DLCOURSE_HUB_STAFF`: instructors and TAs, comma-separated hub/Unix user names; the
+  members of the Unix group `formgrade-<course>` are staff too (install-hub.sh creates the
+  group and adds DLCOURSE_HUB_STAFF to it, so a hub restarted without the variable keeps them).
 - `DLCOURSE_HUB_FORMGRADER_PORT`: loopback port of the formgrader service (default 9999).
 - `DLCOURSE_HUB_THREADS`: CPU threads per student kernel (default 2).
+- `DLCOURSE_HUB_STATE`: the hub's database, cookie secret and proxy PID file (default
+  `/srv/jupyterhub`, 0700 root).
+- `DLCOURSE_HUB_URL`: where the hub's proxy listens for browsers (default `http://:8000`).
+- `DLCOURSE_HUB_API_PORT`: loopback port of the hub's own API, which the proxy, the
+  servers and the formgrader call (default 8081).
+- `DLCOURSE_HUB_PROXY_API_PORT`: loopback port of the proxy's REST API, which the hub calls
+  (default 8001).
+- `DLCOURSE_HUB_AUTH`: `pam` (default), `native` or `lti13` (jupyterhub_config.py).
+- `DLCOURSE_HUB_MEM_LIMIT`, `DLCOURSE_HUB_CPU_LIMIT`: each student server's limits as
+  the spawner sees them (default `2G` and the thread budget).
+- `DLCOURSE_HUB_ENV`: install-hub.sh's only: the venv everybody uses, which the hub runs
+  from (default `/opt/dlcourse-env`).
+
+`python -m dlcourse.hub settings` prints the paths, names and ports among them (with
+`DLCOURSE_DATA`) as shell assignments: deploy/jupyterhub/install-hub.sh reads them from there,
+so the install and the hub agree on each default.
+
+Where the hub finds deploy/ (the students' and the formgrader's Jupyter config): next to the
+jupyterhub_config.py it was started with, which passes its own folder here; in the installed
+layout that is `<venv>/share/dlcourse/deploy` (install-hub.sh copies it there), away from the
+course's master copies.
 """
 
 from __future__ import annotations
 
 import csv
+import grp
 import os
 import re
+import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +52,9 @@ from pathlib import Path
 from dlcourse import settings
 
 REPO = Path(__file__).resolve().parent.parent
+# deploy/ of a checkout (an editable install); an installed package is handed the copy next
+# to the config instead (jupyterhub_config.py passes it).
+DEPLOY = REPO / "deploy"
 # A Unix login name that useradd accepts everywhere, and JupyterHub keeps as it is.
 USERNAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
@@ -41,10 +69,26 @@ class HubCourse:
     staff: tuple[str, ...]
     formgrader_port: int
     threads: int
+    state: Path = Path("/srv/jupyterhub")
+    url: str = "http://:8000"
+    hub_port: int = 8081
+    proxy_api_port: int = 8001
+    auth: str = "pam"
+    mem_limit: str = "2G"
+    cpu_limit: float = 2.0
 
     @property
     def students(self) -> list[str]:
         return read_roster(self.roster) if self.roster.is_file() else []
+
+    @property
+    def all_staff(self) -> list[str]:
+        """DLCOURSE_HUB_STAFF, then the Unix group `formgrade-<course>`'s members."""
+        try:
+            members = grp.getgrnam(self.staff_group).gr_mem
+        except KeyError:
+            members = []
+        return list(dict.fromkeys([*self.staff, *members]))
 
     @property
     def student_group(self) -> str:
@@ -58,6 +102,7 @@ class HubCourse:
 def from_env(environ: Mapping[str, str] = os.environ) -> HubCourse:
     course_dir = Path(environ.get("DLCOURSE_HUB_COURSE_DIR", "/srv/nbgrader/dlcourse"))
     staff = environ.get("DLCOURSE_HUB_STAFF", "")
+    threads = int(environ.get("DLCOURSE_HUB_THREADS", "2"))
     return HubCourse(
         course=environ.get("DLCOURSE_HUB_COURSE", "dlcourse"),
         course_dir=course_dir,
@@ -66,7 +111,14 @@ def from_env(environ: Mapping[str, str] = os.environ) -> HubCourse:
         roster=Path(environ.get("DLCOURSE_HUB_ROSTER", str(course_dir / "roster.csv"))),
         staff=tuple(name.strip() for name in staff.split(",") if name.strip()),
         formgrader_port=int(environ.get("DLCOURSE_HUB_FORMGRADER_PORT", "9999")),
-        threads=int(environ.get("DLCOURSE_HUB_THREADS", "2")),
+        threads=threads,
+        state=Path(environ.get("DLCOURSE_HUB_STATE", "/srv/jupyterhub")),
+        url=environ.get("DLCOURSE_HUB_URL", "http://:8000"),
+        hub_port=int(environ.get("DLCOURSE_HUB_API_PORT", "8081")),
+        proxy_api_port=int(environ.get("DLCOURSE_HUB_PROXY_API_PORT", "8001")),
+        auth=environ.get("DLCOURSE_HUB_AUTH", "pam"),
+        mem_limit=environ.get("DLCOURSE_HUB_MEM_LIMIT", "2G"),
+        cpu_limit=float(environ.get("DLCOURSE_HUB_CPU_LIMIT", str(threads))),
     )
 
 
@@ -88,7 +140,7 @@ def groups(hc: HubCourse) -> dict[str, dict[str, list[str]]]:
     """`c.JupyterHub.load_groups`: the students' and the staff's groups (nbgrader's names)."""
     return {
         hc.student_group: {"users": hc.students},
-        hc.staff_group: {"users": [*hc.staff, hc.grader]},
+        hc.staff_group: {"users": [*hc.all_staff, hc.grader]},
     }
 
 
@@ -128,6 +180,12 @@ def bin_dir() -> Path:
     return Path(sys.executable).parent
 
 
+def proxy_command() -> list[str]:
+    """configurable-http-proxy, pinned by deploy/jupyterhub/proxy and installed with `npm ci`
+    into this venv's `proxy/` (`make proxy`; install-hub.sh for the installed venv)."""
+    return [str(Path(sys.prefix) / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy")]
+
+
 def common_environment(hc: HubCourse) -> dict[str, str]:
     env = {
         "PATH": os.pathsep.join([str(bin_dir()), "/usr/local/bin", "/usr/bin", "/bin"]),
@@ -161,10 +219,10 @@ def thread_limits(threads: int) -> dict[str, str]:
     }
 
 
-def student_environment(hc: HubCourse) -> dict[str, str]:
+def student_environment(hc: HubCourse, deploy: Path = DEPLOY) -> dict[str, str]:
     """Students' servers: deploy/jupyterhub/student (nbgrader's hub plugin) before
     deploy/student (no instructor tools, no news; the course id and exchange)."""
-    config = [REPO / "deploy" / "jupyterhub" / "student", REPO / "deploy" / "student"]
+    config = [deploy / "jupyterhub" / "student", deploy / "student"]
     return (
         common_environment(hc)
         | thread_limits(hc.threads)
@@ -172,10 +230,10 @@ def student_environment(hc: HubCourse) -> dict[str, str]:
     )
 
 
-def formgrader_service(hc: HubCourse) -> dict:
+def formgrader_service(hc: HubCourse, deploy: Path = DEPLOY) -> dict:
     """The course's formgrader: a single-user server run by the hub as the grader account,
     in the course directory, at /services/<course>/ (nbgrader's pattern)."""
-    grader_config = REPO / "deploy" / "jupyterhub" / "grader"
+    grader_config = deploy / "jupyterhub" / "grader"
     return {
         "name": hc.course,
         "url": f"http://127.0.0.1:{hc.formgrader_port}",
@@ -195,3 +253,37 @@ def formgrader_service(hc: HubCourse) -> dict:
             settings.COURSE: str(hc.course_dir),
         },
     }
+
+
+def shell_settings(hc: HubCourse) -> dict[str, str]:
+    """The settings install-hub.sh needs, by variable name, as this module resolves them."""
+    data = data_dir()
+    return {
+        "DLCOURSE_HUB_COURSE": hc.course,
+        "DLCOURSE_HUB_COURSE_DIR": str(hc.course_dir),
+        "DLCOURSE_HUB_GRADER": hc.grader,
+        settings.EXCHANGE: str(hc.exchange),
+        "DLCOURSE_HUB_ROSTER": str(hc.roster),
+        "DLCOURSE_HUB_STAFF": ",".join(hc.staff),
+        "DLCOURSE_HUB_STATE": str(hc.state),
+        "DLCOURSE_HUB_URL": hc.url,
+        "DLCOURSE_HUB_API_PORT": str(hc.hub_port),
+        "DLCOURSE_HUB_PROXY_API_PORT": str(hc.proxy_api_port),
+        "DLCOURSE_HUB_FORMGRADER_PORT": str(hc.formgrader_port),
+        settings.DATA: str(data) if data is not None else "",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dlcourse.hub settings`: the settings as shell assignments (quoted)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["settings"]:
+        print("usage: python -m dlcourse.hub settings", file=sys.stderr)
+        return 2
+    for key, value in shell_settings(from_env()).items():
+        print(f"{key}={shlex.quote(value)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

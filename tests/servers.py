@@ -281,26 +281,34 @@ def collect_class(course, worksheet: str, students=CLASS) -> list[str]:
 
 
 class JupyterHub(_Stoppable):
-    """`jupyterhub -f tests/hub_test_config.py` (the deploy config, DummyAuthenticator) on
-    free loopback ports, as root (it starts each user's server as that Unix user). `env`
-    carries the DLCOURSE_HUB_* settings; its state (database, cookie secret, proxy PID) and
-    log go to `state`. Stopped by PID: the hub stops the proxy, the servers and the formgrader
-    it started; whatever of its descendants is left is killed by PID afterwards."""
+    """`jupyterhub -f tests/hub_test_config.py` (the deploy config, a shared test password) on
+    free loopback ports (DLCOURSE_HUB_URL, DLCOURSE_HUB_API_PORT, DLCOURSE_HUB_PROXY_API_PORT),
+    as root (it starts each user's server as that Unix user). `env` carries the other
+    DLCOURSE_HUB_* settings; its state (database, cookie secret, proxy PID) and log go to
+    `state`; `jupyterhub` is the venv's (default: this Python's). Stopped by PID: the hub stops
+    the proxy, the servers and the formgrader it started; whatever of its descendants is left
+    is killed by PID afterwards."""
 
-    def __init__(self, state: Path, env: dict[str, str], config: Path) -> None:
+    def __init__(
+        self, state: Path, env: dict[str, str], config: Path, jupyterhub: Path | None = None
+    ) -> None:
         self.state = state
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = env | {"DLCOURSE_HUB_STATE": str(state), "DLCOURSE_HUB_URL": self.url}
+        self.env = env | {
+            "DLCOURSE_HUB_STATE": str(state),
+            "DLCOURSE_HUB_URL": self.url,
+            "DLCOURSE_HUB_API_PORT": str(free_port()),
+            "DLCOURSE_HUB_PROXY_API_PORT": str(free_port()),
+        }
         self.config = config
+        self.jupyterhub = jupyterhub or Path(sys.executable).parent / "jupyterhub"
         self.log = state / "jupyterhub.log"
         self.proc: subprocess.Popen | None = None
         self.descendants: list = []
 
     def start(self) -> JupyterHub:
-        cmd = [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(self.config)]
-        cmd += [f"--JupyterHub.hub_port={free_port()}"]
-        cmd += [f"--ConfigurableHTTPProxy.api_url=http://127.0.0.1:{free_port()}"]
+        cmd = [str(self.jupyterhub), "-f", str(self.config)]
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 cmd,

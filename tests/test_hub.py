@@ -1,10 +1,12 @@
 """A whole class on a real JupyterHub (deploy/jupyterhub), loopback only, in Chromium.
 
-As root: Unix accounts for a grader (who is also the instructor who logs in) and three
-students, made by `useradd` and by `python -m dlcourse roster --unix-users`, removed
-afterwards with every process they still run (by PID); the hub runs
-deploy/jupyterhub/jupyterhub_config.py through tests/hub_test_config.py (DummyAuthenticator
-with a password instead of PAM), with configurable-http-proxy from `make proxy`.
+As root, installed as README says (tests/hubclass.py): deploy/jupyterhub/install-hub.sh run
+from a copy of this checkout (the clone) into a temporary folder, with its paths as settings;
+it makes the venv everybody uses (with the proxy), the grader account (who is also the
+instructor who logs in) and a staff account; `python -m dlcourse roster --unix-users` makes
+three students. Every account is removed afterwards with every process it still runs (by
+PID). The hub is the installed venv's, running the installed jupyterhub_config.py through
+tests/hub_test_config.py (a shared test password instead of PAM).
 
 The flow, in a real browser where a person would click:
 
@@ -13,12 +15,21 @@ The flow, in a real browser where a person would click:
    Validate button and submits from the Assignment List;
 2. student 2 logs in, fetches, answers one exercise wrongly, submits;
 3. students cannot reach each other's files, the course's source/ or the formgrader;
-4. the instructor logs in, opens the formgrader through the hub and collects; grading is
+4. the instructor logs in, opens the formgrader through the hub (its assignment link leads
+   to the service's file browser) and collects; a TA, staff through the Unix group the
+   install made, opens the formgrader too; grading is
    `python -m dlcourse autograde` run as the grader account (the course's sandboxed
    autograde, bubblewrap's unprivileged path), not formgrader's Autograde button (which would
    run plain nbgrader without the course's driver); the instructor releases the feedback in
    the formgrader;
-5. student 1 fetches the feedback and sees the full score; the grades are checked.
+5. student 1 fetches the feedback and sees the full score; the grades are checked;
+6. what a student can read: grep, run as the student who never submitted, over every file
+   under the install's folder (the clone, the venv, the course, the exchange, the hub's
+   state), /home, /tmp, /var/tmp, /srv and /etc, finds no line of a solution or a
+   hidden test (hubclass.readable_secrets). Not searched: the rest of the filesystem (/usr,
+   /opt: system and registry files, minutes to read) and this checkout, which is the
+   developer's copy, not part of the install (the install's clone is the copy in the folder);
+7. the hub's log has none of the warnings the course's config used to cause.
 
 Screenshots and the hub's log go to artifacts/hub/ (git-ignored).
 """
@@ -32,10 +43,10 @@ import os
 import re
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urljoin
 
 import nbformat
 import pytest
@@ -44,19 +55,20 @@ from hubclass import (
     REPO,
     WORKSHEET,
     Accounts,
-    make_class,
+    grep_as,
+    install_class,
+    patterns,
+    readable_secrets,
     release,
     resident_mb,
     run_as,
-    traversable,
+    secret_lines,
 )
 from servers import JupyterHub
 
-from dlcourse import hub as hub_settings
 from dlcourse.demo import scenarios
 from dlcourse.grader import cells
 
-PROXY = REPO / ".venv" / "proxy" / "node_modules" / ".bin" / "configurable-http-proxy"
 CONFIG = REPO / "tests" / "hub_test_config.py"
 ARTIFACTS = REPO / "artifacts" / "hub"
 UI = 60_000  # ms: the hub's pages, the lab, the formgrader
@@ -73,8 +85,10 @@ def _needs() -> str | None:
         return "needs root: it creates Unix users and the hub spawns servers as them"
     if not CHROMIUM.exists():
         return f"{CHROMIUM} not installed (make system)"
-    if not PROXY.exists():
-        return f"{PROXY} missing (make proxy)"
+    if not Path("/usr/bin/npm").exists():
+        return "npm missing (make system)"
+    if not Path("/usr/bin/python3.11").exists():
+        return "/usr/bin/python3.11 missing (install-hub.sh's Python: Debian 12's python3.11)"
     if not shutil.which("useradd"):
         return "useradd missing"
     return None
@@ -89,27 +103,23 @@ def hub_class():
         pytest.skip(reason)
     accounts = Accounts()
     root = Path(tempfile.mkdtemp(prefix="dlcourse-hub-"))
-    # The students' and the grader's processes run this venv's Python: every folder above it
-    # (and the repo, the data) must be traversable for them while the test runs.
-    data = hub_settings.data_dir()
-    reach = [Path(sys.executable), Path(sys.base_prefix) / "bin", REPO / "deploy"]
-    reach += [data / "x"] if data else []
-    with traversable(reach):
+    try:
+        started = time.monotonic()
+        hc = install_class(accounts, root)
+        print(f"install-hub.sh and the roster took {time.monotonic() - started:.0f} s")
+        env = hc.env(PASSWORD)
+        release(hc, env)
+        hub = JupyterHub(hc.state, env, CONFIG, hc.venv / "bin" / "jupyterhub")
         try:
-            hc = make_class(accounts, root)
-            env = hc.env(PASSWORD)
-            release(hc, env)
-            hub = JupyterHub(hc.state, env, CONFIG)
-            try:
-                with hub:
-                    yield hc, hub, env
-            finally:
-                ARTIFACTS.mkdir(parents=True, exist_ok=True)
-                if hub.log.exists():
-                    shutil.copy(hub.log, ARTIFACTS / "jupyterhub.log")
+            with hub:
+                yield hc, hub, env
         finally:
-            accounts.remove()
-            shutil.rmtree(root, ignore_errors=True)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            if hub.log.exists():
+                shutil.copy(hub.log, ARTIFACTS / "jupyterhub.log")
+    finally:
+        accounts.remove()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +138,7 @@ def logged_in(browser, hub: JupyterHub, user: str, name: str):
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.route(
         "**/*",
-        lambda route: (
-            route.continue_() if route.request.url.startswith(hub.url) else route.abort()
-        ),
+        lambda route: route.continue_() if route.request.url.startswith(hub.url) else route.abort(),
     )
     page = context.new_page()
     page.set_default_timeout(UI)
@@ -278,6 +286,9 @@ def test_a_class_on_jupyterhub(hub_class, browser):
         (s1, hc.course / "source" / WORKSHEET / f"{WORKSHEET}.ipynb"),
         (s1, hc.course / "gradebook.db"),
         (s3, hc.exchange / "dlcourse" / "inbound"),
+        (s1, hc.clone / "source" / WORKSHEET / f"{WORKSHEET}.ipynb"),
+        (s1, hc.clone / "tests" / "fixtures"),
+        (s1, hc.state),
     ):
         done = run_as(who, "ls", "-l", str(path))
         assert done.returncode != 0, f"{who} can read {path}:\n{done.stdout}"
@@ -287,6 +298,11 @@ def test_a_class_on_jupyterhub(hub_class, browser):
         page.goto(f"{hub.url}/services/dlcourse/formgrader")
         expect(page.locator("#main-table td.name", has_text=WORKSHEET)).to_be_visible()
         shot(page, "instructor-1-formgrader")
+        # The assignment's name links to its source/ folder in the service's file browser.
+        href = page.locator("#main-table td.name a", has_text=WORKSHEET).get_attribute("href")
+        folder = page.request.get(urljoin(hub.url + "/services/dlcourse/formgrader", href))
+        assert folder.ok, (href, folder.status, folder.url)
+        assert folder.url.endswith(f"/services/dlcourse/tree/source/{WORKSHEET}"), folder.url
         collected = formgrader_button(page, "collect")
         assert "Successfully collected" in collected, collected
         assert sorted((hc.course / "submitted").iterdir()) == sorted(
@@ -300,6 +316,12 @@ def test_a_class_on_jupyterhub(hub_class, browser):
         released = formgrader_button(page, "release-feedback")
         assert "Successfully released feedback" in released, released
         shot(page, "instructor-2-feedback-released")
+
+    # The TA: staff through the Unix group install-hub.sh made (the hub runs without
+    # DLCOURSE_HUB_STAFF, as after a restart), reaches the formgrader.
+    with logged_in(browser, hub, hc.staff, "ta") as page:
+        page.goto(f"{hub.url}/services/dlcourse/formgrader")
+        expect(page.locator("#main-table td.name", has_text=WORKSHEET)).to_be_visible()
 
     # The grades: full marks, fewer marks, none (enrolled, never submitted).
     with (hc.course / "grades.csv").open() as fh:
@@ -326,3 +348,17 @@ def test_a_class_on_jupyterhub(hub_class, browser):
         shot(page, "ada-feedback-2-html")
 
     print(f"class flow took {time.monotonic() - start:.0f} s after the hub started")
+
+    # 6. What a student can read, as that student: no solution, no hidden test.
+    searched = time.monotonic()
+    shown = grep_as(None, patterns(secret_lines()), [hc.clone / "source"])
+    assert len(shown) >= 5, f"the search finds nothing even in source/ as root: {shown}"
+    places = [hc.root, Path("/home"), Path("/tmp"), Path("/var/tmp"), Path("/srv"), Path("/etc")]
+    leaks = readable_secrets(s3, places)
+    assert not leaks, f"{s3} can read solution or hidden-test lines: {leaks}"
+    print(f"searching what {s3} can read took {time.monotonic() - searched:.0f} s")
+
+    # 7. The hub's log: none of the warnings the course's configuration used to cause.
+    log = hub.log.read_text(errors="replace")
+    for warning in ("extra_template_paths", "Formgrader config is not serializable"):
+        assert warning not in log, warning

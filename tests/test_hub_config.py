@@ -5,6 +5,9 @@ from the chart's documented values for chart 4.x)."""
 
 from __future__ import annotations
 
+import re
+import sys
+
 import nbformat
 import yaml
 
@@ -161,6 +164,121 @@ def test_the_hub_config_for_each_authenticator_and_the_test_config(repo, tmp_pat
     assert lti13.JupyterHub.authenticator_class.endswith("LTI13Authenticator")
     test_config = repo / "tests" / "hub_test_config.py"
     test = _load(test_config, monkeypatch, DLCOURSE_HUB_TEST_PASSWORD="pw")
-    assert test.JupyterHub.authenticator_class == "dummy"
-    assert test.DummyAuthenticator.password == "pw"
+    assert test.JupyterHub.authenticator_class == "shared-password"
+    assert test.SharedPasswordAuthenticator.user_password == "pw"
     assert test.JupyterHub.services == pam.JupyterHub.services  # the deploy config, as it is
+
+
+def test_the_hubs_ports_and_paths_are_settings(monkeypatch):
+    course = hub.from_env(
+        {
+            "DLCOURSE_HUB_API_PORT": "18081",
+            "DLCOURSE_HUB_PROXY_API_PORT": "18001",
+            "DLCOURSE_HUB_STATE": "/var/lib/hub",
+            "DLCOURSE_HUB_THREADS": "3",
+        }
+    )
+    assert (course.hub_port, course.proxy_api_port) == (18081, 18001)
+    assert course.state.as_posix() == "/var/lib/hub" and course.cpu_limit == 3.0
+    defaults = hub.from_env({})
+    assert (defaults.hub_port, defaults.proxy_api_port, defaults.url) == (
+        8081,
+        8001,
+        "http://:8000",
+    )
+    settings = hub.shell_settings(course)
+    assert settings["DLCOURSE_HUB_API_PORT"] == "18081"
+    assert settings["DLCOURSE_HUB_COURSE_DIR"] == "/srv/nbgrader/dlcourse"
+    # The proxy is the running venv's: .venv/proxy here, <venv>/proxy where install-hub.sh put it.
+    assert hub.proxy_command()[0].startswith(sys.prefix + "/proxy/")
+
+
+def test_the_hub_config_takes_ports_and_deploy_from_where_it_is(repo, tmp_path, monkeypatch):
+    """A copy of deploy/ elsewhere (install-hub.sh puts one into the venv) is the one used."""
+    import shutil
+
+    shutil.copytree(repo / "deploy", tmp_path / "deploy")
+    config = _load(
+        tmp_path / "deploy" / "jupyterhub" / "jupyterhub_config.py",
+        monkeypatch,
+        DLCOURSE_HUB_API_PORT="18081",
+        DLCOURSE_HUB_PROXY_API_PORT="18001",
+    )
+    assert config.JupyterHub.hub_port == 18081
+    assert config.ConfigurableHTTPProxy.api_url == "http://127.0.0.1:18001"
+    paths = config.Spawner.environment["JUPYTER_CONFIG_PATH"].split(":")
+    assert paths == [
+        str(tmp_path / "deploy" / "jupyterhub" / "student"),
+        str(tmp_path / "deploy" / "student"),
+    ]
+    service = config.JupyterHub.services[0]["environment"]["JUPYTER_CONFIG_PATH"]
+    assert service == str(tmp_path / "deploy" / "jupyterhub" / "grader")
+
+
+def test_formgrader_links_resolve_on_the_service():
+    from urllib.parse import urljoin
+
+    from dlcourse.hub_server import hub_url_prefix
+
+    prefix = hub_url_prefix(".", "/services/dlcourse/")
+    assert not prefix.startswith("../")  # nbgrader takes that for a course outside its root
+    href = "/tree/" + prefix + "/source/ws01_tensors"  # nbgrader's linkTo("directory", ...)
+    assert urljoin("http://hub/services/dlcourse/formgrader/x", href) == (
+        "http://hub/services/dlcourse/tree/source/ws01_tensors"
+    )
+    assert hub_url_prefix(".", None) == "."  # not on a hub: nbgrader's own
+
+
+def test_readme_hub_block_runs_the_install_script(repo):
+    """README's hub commands: the install script (not a raw apt line, not the clone's venv),
+    then everything from the installed venv, the hub with the config the script installs."""
+    text = (repo / "README.md").read_text()
+    start = text.index("\n## Running the course for a class\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    block = re.findall(r"```bash\n(.*?)```", section, re.S)[0]
+    commands = [line for line in block.splitlines() if line and not line.startswith("#")]
+    assert any(c.startswith("/opt/dlcourse/deploy/jupyterhub/install-hub.sh") for c in commands)
+    assert not any("apt-get" in c or ".venv/" in c or c.startswith("make ") for c in commands)
+    script = (repo / "deploy" / "jupyterhub" / "install-hub.sh").read_text()
+    assert "ENV_DIR=${DLCOURSE_HUB_ENV:-/opt/dlcourse-env}" in script
+    assert 'config="$ENV_DIR/share/dlcourse/deploy/jupyterhub/jupyterhub_config.py"' in script
+    hub_line = commands[-1]
+    assert hub_line == (
+        "/opt/dlcourse-env/bin/jupyterhub -f "
+        "/opt/dlcourse-env/share/dlcourse/deploy/jupyterhub/jupyterhub_config.py"
+    )
+    assert '"$SRC/deploy/system-packages" hub' in script
+
+
+def test_formgrader_link_patch_applies_once(monkeypatch):
+    from nbgrader.server_extensions.formgrader.formgrader import FormgradeExtension
+
+    from dlcourse import hub_server
+
+    # nbgrader's own url_prefix stands in as "." (the course is the server's root); put back
+    # after the test, so the patch does not outlive it.
+    monkeypatch.setattr(FormgradeExtension, "url_prefix", property(lambda self: "."))
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/services/dlcourse/")
+    hub_server._patch()
+    hub_server._patch()  # a second load changes nothing
+    assert FormgradeExtension.url_prefix.fget(object()) == "./../services/dlcourse/tree/."
+
+
+def test_staff_come_from_the_variable_and_the_unix_group(tmp_path, monkeypatch):
+    import grp
+    from types import SimpleNamespace
+
+    def getgrnam(name):
+        if name != "formgrade-dlcourse":
+            raise KeyError(name)
+        return SimpleNamespace(gr_mem=["tom", "eve"])
+
+    monkeypatch.setattr(grp, "getgrnam", getgrnam)
+    course = _course(tmp_path)  # DLCOURSE_HUB_STAFF="ida, tom"
+    assert course.all_staff == ["ida", "tom", "eve"]
+    assert hub.groups(course)["formgrade-dlcourse"]["users"] == [
+        "ida",
+        "tom",
+        "eve",
+        "grader-dlcourse",
+    ]

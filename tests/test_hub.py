@@ -18,10 +18,11 @@ The flow, in a real browser where a person would click:
 4. the instructor logs in, opens the formgrader through the hub (its assignment link leads
    to the service's file browser) and collects; a TA, staff through the Unix group the
    install made, opens the formgrader too; grading is
-   `python -m dlcourse autograde` run as the grader account (the course's sandboxed
-   autograde, bubblewrap's unprivileged path), not formgrader's Autograde button (which would
-   run plain nbgrader without the course's driver); the instructor releases the feedback in
-   the formgrader;
+   first formgrader's Autograde button for student 2 (who added a cell that prints every
+   environment the kernel can read: no token, secret or password of the hub, the proxy, the
+   formgrader service or the grader reaches it), then `python -m dlcourse autograde` run as
+   the grader account (the same path: the sandbox, bubblewrap's unprivileged path); the
+   instructor releases the feedback in the formgrader, and no secret is in it either;
 5. student 1 fetches the feedback and sees the full score; the grades are checked;
 6. what a student can read: grep, run as the student who never submitted, over every file
    under the install's folder (the clone, the venv, the course, the exchange, the hub's
@@ -182,9 +183,20 @@ def fetch(page) -> None:
     expect(fetched.first).to_be_visible()
 
 
-def answer(page, hub: JupyterHub, user: str, scenario: str) -> None:
+# A hostile cell a student adds: everything the grading kernel can see of its environment.
+DUMP_ENVIRONMENT = """import os, pathlib
+print("ENVIRONMENT", dict(os.environ))
+for p in sorted(pathlib.Path("/proc").glob("[0-9]*/environ")):
+    try:
+        print(p, p.read_bytes())
+    except OSError as err:
+        print(p, type(err).__name__)"""
+
+
+def answer(page, hub: JupyterHub, user: str, scenario: str, extra: tuple[str, ...] = ()) -> None:
     """Save the student's work as JupyterLab's editor does: PUT to the contents API, with the
-    session's cookies and XSRF token. `scenario`: one of dlcourse.demo.scenarios."""
+    session's cookies and XSRF token. `scenario`: one of dlcourse.demo.scenarios; `extra`:
+    code cells the student adds at the end."""
     api = f"{hub.url}/user/{user}/api/contents/{NOTEBOOK}"
     xsrf = next(c["value"] for c in page.context.cookies() if c["name"] == "_xsrf")
     headers = {"X-XSRFToken": xsrf, "Content-Type": "application/json"}
@@ -194,6 +206,7 @@ def answer(page, hub: JupyterHub, user: str, scenario: str) -> None:
     source = nbformat.read(REPO / "source" / WORKSHEET / f"{WORKSHEET}.ipynb", as_version=4)
     ctx = scenarios.Context(WORKSHEET, fetched, cells.reference_answers(source))
     work = scenarios.SCENARIOS[scenario].build(ctx)
+    work.cells += [nbformat.v4.new_code_cell(code) for code in extra]
     body = {"type": "notebook", "format": "json", "content": work}
     put = page.request.put(api, headers=headers, data=json.dumps(body))
     assert put.ok, put.status
@@ -225,7 +238,9 @@ def submit(page) -> None:
     expect(submitted.first).to_be_visible()
 
 
-def student_submits(browser, hub, user: str, scenario: str, check: bool) -> None:
+def student_submits(
+    browser, hub, user: str, scenario: str, check: bool, extra: tuple[str, ...] = ()
+) -> None:
     from playwright.sync_api import expect
 
     with logged_in(browser, hub, user, f"{scenario}-submit") as page:
@@ -234,7 +249,7 @@ def student_submits(browser, hub, user: str, scenario: str, check: bool) -> None
         assignment_list(page)
         fetch(page)
         shot(page, f"{scenario}-1-fetched")
-        answer(page, hub, user, scenario)
+        answer(page, hub, user, scenario, extra)
         if check:
             result = validate(page, hub, user)
             shot(page, f"{scenario}-2-validated")
@@ -266,6 +281,68 @@ def formgrader_button(page, column: str) -> str:
     return text
 
 
+def autograde_button(page, student: str) -> str:
+    """Formgrader's Autograde button in the student's row of Manage Submissions; the result
+    dialog's text."""
+    from playwright.sync_api import expect
+
+    page.goto(page.url.split("/formgrader")[0] + f"/formgrader/manage_submissions/{WORKSHEET}")
+    row = page.locator("#main-table tr", has_text=student)
+    expect(row).to_be_visible()
+    row.locator("td.autograde a").click()
+    dialog = page.locator(".modal-dialog:visible")
+    expect(dialog).to_be_visible(timeout=UI)
+    expect(dialog.locator(".modal-title")).to_have_text(re.compile("Success|Error"), timeout=SPAWN)
+    text = dialog.inner_text()
+    dialog.locator("button", has_text="OK").click()
+    return text
+
+
+SECRET_NAMES = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|COOKIE|KEY|AUTH", re.IGNORECASE)
+
+
+def _secrets(environ: dict[str, str]) -> set[str]:
+    """Values of secret-like variables that look like secrets (no paths, URLs or lists)."""
+    return {
+        value
+        for key, value in environ.items()
+        if SECRET_NAMES.search(key)
+        and len(value) >= 16
+        and not value.startswith(("/", "http", "["))
+        and not any(ch.isspace() for ch in value)
+    }
+
+
+def secret_values(hc, env: dict[str, str]) -> set[str]:
+    """Every secret the hub, the proxy, the formgrader service and the grader's commands run
+    with: values of token-, secret- and password-like variables in their environments, and
+    the hub's cookie secret."""
+    import psutil
+
+    found = _secrets(env)
+    for proc in psutil.process_iter(["username", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "jupyterhub" in cmd or "configurable-http-proxy" in cmd:
+            with contextlib.suppress(psutil.Error):
+                environ = proc.environ()
+                found |= {v for k, v in environ.items() if SECRET_NAMES.search(k) and len(v) >= 8}
+    cookie = hc.state / "jupyterhub_cookie_secret"
+    if cookie.exists():
+        found.add(cookie.read_text().strip())
+    return found
+
+
+def leaked(secrets_: set[str], folders: list[Path]) -> list[str]:
+    """Secrets found in any file under `folders` (as text, as written)."""
+    hits = []
+    for folder in folders:
+        for path in folder.rglob("*") if folder.is_dir() else []:
+            if path.is_file():
+                text = path.read_text(errors="replace")
+                hits += [f"{path}: ...{v[:4]}" for v in secrets_ if v in text]
+    return hits
+
+
 def test_a_class_on_jupyterhub(hub_class, browser):
     from playwright.sync_api import expect
 
@@ -275,7 +352,8 @@ def test_a_class_on_jupyterhub(hub_class, browser):
 
     # 1-2. Two students work and submit: one right (validated first), one with a mistake.
     student_submits(browser, hub, s1, "ada", check=True)
-    student_submits(browser, hub, s2, "dev", check=False)
+    # Student 2 also adds a cell that prints every environment the grading kernel can read.
+    student_submits(browser, hub, s2, "dev", check=False, extra=(DUMP_ENVIRONMENT,))
 
     # 3. What one student can read of the others' work and the course: nothing.
     home1 = Path(os.path.expanduser(f"~{s1}"))
@@ -308,6 +386,16 @@ def test_a_class_on_jupyterhub(hub_class, browser):
         assert sorted((hc.course / "submitted").iterdir()) == sorted(
             hc.course / "submitted" / s for s in (s1, s2)
         )
+        # Student 2, through the Autograde button: the formgrader service holds the hub's API
+        # token (JUPYTERHUB_API_TOKEN, JPY_API_TOKEN); none of it reaches the student's code.
+        secrets_ = secret_values(hc, env)
+        assert len(secrets_) >= 3, "the test found no secrets to look for"
+        by_button = autograde_button(page, s2)
+        assert "Successfully autograded" in by_button, by_button
+        dumped = hc.course / "autograded" / s2 / WORKSHEET / f"{WORKSHEET}.ipynb"
+        assert "ENVIRONMENT" in dumped.read_text() and "HOME" in dumped.read_text()
+        leaks = leaked(secrets_, [hc.course / "autograded" / s2])
+        assert not leaks, f"graded through the button: {leaks}"
         graded = hc.as_grader(
             "-m", "dlcourse", "autograde", WORKSHEET, "--course", str(hc.course), env=env
         )
@@ -316,6 +404,12 @@ def test_a_class_on_jupyterhub(hub_class, browser):
         released = formgrader_button(page, "release-feedback")
         assert "Successfully released feedback" in released, released
         shot(page, "instructor-2-feedback-released")
+    # ... nor, graded by the driver, what student 2 gets back (feedback in the exchange).
+    assert "ENVIRONMENT" in dumped.read_text()
+    leaks = leaked(
+        secrets_, [hc.course / "autograded" / s2, hc.course / "feedback" / s2, hc.exchange]
+    )
+    assert not leaks, f"graded by the driver, released: {leaks}"
 
     # The TA: staff through the Unix group install-hub.sh made (the hub runs without
     # DLCOURSE_HUB_STAFF, as after a restart), reaches the formgrader.

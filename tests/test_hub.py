@@ -265,37 +265,32 @@ def student_submits(
         assert denied.status == 403, (denied.status, denied.url)
 
 
-def formgrader_button(page, column: str) -> str:
-    """Click a button in ws01_tensors' row of Manage Assignments; the result dialog's text."""
+def click_for_dialog(page, page_path: str, row_text: str, column: str, wait: int = UI) -> str:
+    """Open a formgrader page, click the link in `column` of the row showing `row_text`; the
+    result dialog's text."""
     from playwright.sync_api import expect
 
-    page.goto(page.url.split("/formgrader")[0] + "/formgrader/manage_assignments")
-    row = page.locator("#main-table tr", has_text=WORKSHEET)
+    page.goto(page.url.split("/formgrader")[0] + f"/formgrader/{page_path}")
+    row = page.locator("#main-table tr", has_text=row_text)
     expect(row).to_be_visible()
     row.locator(f"td.{column} a").click()
     dialog = page.locator(".modal-dialog:visible")
     expect(dialog).to_be_visible(timeout=UI)
-    expect(dialog.locator(".modal-title")).to_have_text(re.compile("Success|Error"), timeout=UI)
+    expect(dialog.locator(".modal-title")).to_have_text(re.compile("Success|Error"), timeout=wait)
     text = dialog.inner_text()
     dialog.locator("button", has_text="OK").click()
     return text
+
+
+def formgrader_button(page, column: str) -> str:
+    """A button in ws01_tensors' row of Manage Assignments."""
+    return click_for_dialog(page, "manage_assignments", WORKSHEET, column)
 
 
 def autograde_button(page, student: str) -> str:
-    """Formgrader's Autograde button in the student's row of Manage Submissions; the result
-    dialog's text."""
-    from playwright.sync_api import expect
-
-    page.goto(page.url.split("/formgrader")[0] + f"/formgrader/manage_submissions/{WORKSHEET}")
-    row = page.locator("#main-table tr", has_text=student)
-    expect(row).to_be_visible()
-    row.locator("td.autograde a").click()
-    dialog = page.locator(".modal-dialog:visible")
-    expect(dialog).to_be_visible(timeout=UI)
-    expect(dialog.locator(".modal-title")).to_have_text(re.compile("Success|Error"), timeout=SPAWN)
-    text = dialog.inner_text()
-    dialog.locator("button", has_text="OK").click()
-    return text
+    """Formgrader's Autograde button in the student's row of Manage Submissions."""
+    path = f"manage_submissions/{WORKSHEET}"
+    return click_for_dialog(page, path, student, "autograde", wait=SPAWN)
 
 
 SECRET_NAMES = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|COOKIE|KEY|AUTH", re.IGNORECASE)

@@ -10,3 +10,5 @@ c = get_config()  # noqa: F821 - injected by nbgrader/traitlets
 
 c.CourseDirectory.course_id = "dlcourse"
 c.Exchange.root = os.environ.get("DLCOURSE_EXCHANGE", "/srv/nbgrader/exchange")
+# Checkpoints and caches are never submitted; nor are they reported as extra notebooks.
+c.ExchangeFactory.submit = "dlcourse.submit.SubmitWhatIsCopied"

@@ -338,6 +338,25 @@ def leaked(secrets_: set[str], folders: list[Path]) -> list[str]:
     return hits
 
 
+def without(checkout: Path, places: list[Path]) -> list[Path]:
+    """`places`, less the folder `checkout` (the developer's or CI's clone, which may lie under
+    /tmp; it is not part of the install): a place holding it is replaced by its other entries,
+    level by level."""
+    checkout = checkout.resolve()
+    kept: list[Path] = []
+    for place in places:
+        place = place.resolve()
+        if checkout == place:
+            continue
+        if not checkout.is_relative_to(place):
+            kept.append(place)
+            continue
+        inner = place / checkout.relative_to(place).parts[0]
+        others = [p for p in place.iterdir() if p.resolve() != inner]
+        kept += [p for p in others if not p.is_symlink()] + without(checkout, [inner])
+    return kept
+
+
 def test_a_class_on_jupyterhub(hub_class, browser):
     from playwright.sync_api import expect
 
@@ -443,7 +462,7 @@ def test_a_class_on_jupyterhub(hub_class, browser):
     shown = grep_as(None, patterns(secret_lines()), [hc.clone / "source"])
     assert len(shown) >= 5, f"the search finds nothing even in source/ as root: {shown}"
     places = [hc.root, Path("/home"), Path("/tmp"), Path("/var/tmp"), Path("/srv"), Path("/etc")]
-    leaks = readable_secrets(s3, places)
+    leaks = readable_secrets(s3, without(REPO, places))
     assert not leaks, f"{s3} can read solution or hidden-test lines: {leaks}"
     print(f"searching what {s3} can read took {time.monotonic() - searched:.0f} s")
 

@@ -14,9 +14,11 @@ from nbgrader.exchange.default.submit import ExchangeSubmit
 from nbgrader.utils import find_all_notebooks, ignore_patterns
 
 
-def submitted_notebooks(folder: str, ignore: list[str], include: list[str]) -> list[str]:
+def submitted_notebooks(
+    folder: str, ignore: list[str], include: list[str], max_file_size: int
+) -> list[str]:
     """Notebooks under `folder` that nbgrader's copy keeps, relative to it."""
-    skip = ignore_patterns(exclude=ignore, include=include)
+    skip = ignore_patterns(exclude=ignore, include=include, max_file_size=max_file_size)
     found = []
     for root, dirs, files in os.walk(folder):
         dropped = set(skip(root, dirs + files))
@@ -32,8 +34,9 @@ def submitted_notebooks(folder: str, ignore: list[str], include: list[str]) -> l
 class SubmitWhatIsCopied(ExchangeSubmit):
     def check_filename_diff(self) -> None:
         released = find_all_notebooks(self.release_path)
+        coursedir = self.coursedir
         submitted = submitted_notebooks(
-            self.src_path, self.coursedir.ignore, self.coursedir.include
+            self.src_path, coursedir.ignore, coursedir.include, coursedir.max_file_size
         )
         missing = [name for name in released if name not in submitted]
         extra = [name for name in submitted if name not in released]

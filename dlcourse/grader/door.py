@@ -37,6 +37,11 @@ class CourseAutograde(Autograde):
             self._fail("name one assignment to autograde")
         if not course.release(assignment).is_dir():
             self._fail(f"{assignment} has no release/ yet: generate it first")
+        if self.coursedir.db_url != course.db_url or self.coursedir.notebook_id != "*":
+            self._fail(
+                "the course grades every notebook of an assignment into the gradebook its "
+                "nbgrader_config.py names: drop --db and --notebook"
+            )
         students = self._students(course, assignment)
         if not students:
             self._fail(
@@ -72,7 +77,7 @@ class CourseAutograde(Autograde):
         return [
             s
             for s in course.collected_students(assignment)
-            if fnmatch.fnmatchcase(s, pattern) and s not in excluded
+            if (s == pattern or fnmatch.fnmatchcase(s, pattern)) and s not in excluded
         ]
 
     def _fail(self, message: str):

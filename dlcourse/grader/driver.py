@@ -201,7 +201,7 @@ def grade_student(
             course.release(assignment),
         )
         graded = course.autograded(student, assignment)
-        previous = _set_aside(graded, course.private / "previous" / assignment / student)
+        _set_aside(graded, set_aside(course, assignment, student))
         outcome = autograde_one(course, assignment, student, wall_clock)
         if not outcome.ok and not outcome.timed_out and not outcome.environment_failure:
             for name in release:
@@ -221,14 +221,11 @@ def grade_student(
                     f"grader; it was skipped and scored as failing, the rest was graded"
                 )
             outcome = autograde_one(course, assignment, student, wall_clock)
-        if outcome.environment_failure:
-            _put_back(previous, graded)
+        if outcome.environment_failure:  # the run is undone as a whole (autograde_all)
             failure = outcome.environment_failure[:300]
             outcome.notes = [f"not graded: the grading environment failed ({failure})"]
             outcome.seconds = time.perf_counter() - start
             return outcome
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
         graded_by_nbgrader = outcome.ok
         outcome.notes = staged.notes + output_notes(graded)
         if failed := locked_failures(graded):
@@ -260,15 +257,19 @@ def grade_student(
     return outcome
 
 
-def _set_aside(folder: Path, aside: Path) -> Path | None:
+def set_aside(course: Course, assignment: str, student: str) -> Path:
+    """Where a student's last graded copy waits while a run decides whether to keep it."""
+    return course.private / "previous" / assignment / student
+
+
+def _set_aside(folder: Path, aside: Path) -> None:
     """Move the last graded copy out of nbgrader's way, to put it back if the environment
-    fails (nbgrader removes it before grading and after a failure)."""
-    if not folder.is_dir():
-        return None
-    shutil.rmtree(aside, ignore_errors=True)
-    aside.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.replace(folder, aside)
-    return aside
+    fails (nbgrader removes it before grading and after a failure); kept until the run is
+    decided (`autograde_all`)."""
+    shutil.rmtree(aside, ignore_errors=True)  # never a copy from an earlier run
+    if folder.is_dir():
+        aside.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.replace(folder, aside)
 
 
 def _put_back(aside: Path | None, folder: Path) -> None:
@@ -323,15 +324,27 @@ def autograde_all(
             f"{status} ({outcome.seconds:.1f} s)"
         )
         sys.stdout.flush()
-    if broken := [o for o in outcomes if o.environment_failure]:
-        # A broken environment writes nothing: the gradebook goes back to how it was.
-        if backup is not None:
-            gradebook.restore(course, backup)
+    broken = [o for o in outcomes if o.environment_failure]
+    if not broken and any(not o.ok for o in outcomes):
+        # Some submissions could not be graded (a kernel that would not start, a grading
+        # process that died): is it them, or the environment? The reference decides, now.
+        try:
+            reference.ensure(course, assignment, force=True)
+        except reference.ReferenceFailed as err:
+            for outcome in outcomes:
+                if not outcome.ok:
+                    outcome.failures.append({"error": "ReferenceFailed", "message": str(err)})
+            broken = [o for o in outcomes if o.environment_failure]
+    if broken:
+        _undo(course, assignment, students, backup)
+        where = f"{broken[0].student}: {broken[0].environment_failure[:500]}"
         raise GradingEnvironmentBroken(
             f"the grading environment failed while grading {len(broken)} of {len(outcomes)} "
-            f"submission(s) ({broken[0].student}: {broken[0].environment_failure[:500]}); "
-            f"the gradebook was put back as it was before this run"
+            f"submission(s) ({where}); the gradebook and the graded copies were put back as "
+            f"they were before this run"
         )
+    for student in students:
+        shutil.rmtree(set_aside(course, assignment, student), ignore_errors=True)
     failed = [o.student for o in outcomes if not o.ok]
     noted = sum(bool(o.notes) for o in outcomes)
     progress(
@@ -340,6 +353,28 @@ def autograde_all(
         f"for the report; {time.perf_counter() - start:.0f} s with {where}"
     )
     return sorted(outcomes, key=lambda o: o.student)
+
+
+def _undo(course: Course, assignment: str, students: list[str], backup: Path | None) -> None:
+    """A broken run writes nothing: every graded copy and the gradebook as they were."""
+    for student in students:
+        aside = set_aside(course, assignment, student)
+        _put_back(aside if aside.is_dir() else None, course.autograded(student, assignment))
+    if backup is None:
+        if not gradebook.is_server(course.db_url):  # there was no gradebook before this run
+            gradebook.sqlite_path(course).unlink(missing_ok=True)
+            return
+        raise GradingEnvironmentBroken(
+            "the grading environment failed, and the gradebook could not be put back (no "
+            "backup of this kind of database): check it before releasing feedback"
+        )
+    try:
+        gradebook.restore(course, backup)
+    except gradebook.BackupFailed as err:
+        raise GradingEnvironmentBroken(
+            f"the grading environment failed, and the gradebook could NOT be put back from "
+            f"{backup} ({err}): restore it from there before releasing feedback"
+        ) from err
 
 
 def _local(course, assignment, students, release, workers) -> Iterator[Outcome]:

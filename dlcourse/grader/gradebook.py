@@ -34,6 +34,16 @@ class BackupFailed(RuntimeError):
     pass
 
 
+RESTORE_LOCK_TIMEOUT = 60  # seconds pg_restore waits for a table lock
+
+
+def sqlite_path(course: Course) -> Path:
+    """The SQLite gradebook's file, as the course's URL names it."""
+    from sqlalchemy.engine import make_url
+
+    return Path(make_url(course.db_url).database or course.root / "gradebook.db")
+
+
 def backend(url: str) -> str:
     """'sqlite', 'postgresql', or another SQLAlchemy dialect name."""
     return url.split(":", 1)[0].split("+", 1)[0].lower()
@@ -96,7 +106,7 @@ def backup(course: Course) -> Path | None:
     url = course.db_url
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     if not is_server(url):
-        db = course.root / "gradebook.db"
+        db = sqlite_path(course)
         if not db.exists():
             return None
         course.backups.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -130,15 +140,21 @@ def restore(course: Course, dump: Path) -> None:
     transaction into the database the course's URL names (nothing changes if it fails)."""
     url = course.db_url
     if not is_server(url):
-        shutil.copy2(dump, course.root / "gradebook.db")
+        shutil.copy2(dump, sqlite_path(course))
         return
-    done = subprocess.run(
-        [pg_tool("pg_restore"), "--clean", "--if-exists", "--single-transaction"]
-        + ["--no-owner", "--no-privileges", "--dbname", _libpq_env(url)["PGDATABASE"], str(dump)],
-        env=_libpq_env(url),
-        capture_output=True,
-        check=False,
-    )
+    # An idle formgrader may hold a lock on a table: wait a minute at most, then say so.
+    env = _libpq_env(url) | {"PGOPTIONS": f"-c lock_timeout={RESTORE_LOCK_TIMEOUT}s"}
+    try:
+        done = subprocess.run(
+            [pg_tool("pg_restore"), "--clean", "--if-exists", "--single-transaction"]
+            + ["--no-owner", "--no-privileges", "--dbname", env["PGDATABASE"], str(dump)],
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=RESTORE_LOCK_TIMEOUT * 5,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise BackupFailed(f"pg_restore did not finish in {err.timeout} s") from err
     if done.returncode != 0:
         raise BackupFailed(f"pg_restore failed: {done.stderr.decode(errors='replace')[-2000:]}")
 

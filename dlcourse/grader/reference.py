@@ -42,9 +42,13 @@ class ReferenceFailed(RuntimeError):
 
 
 def fingerprint(course: Course, assignment: str) -> str:
+    """The master copy (every file of it: notebooks, helpers, small data), the course's
+    nbgrader_config.py (limits, timeouts) and the grading environment."""
     digest = hashlib.sha256(f"format {FORMAT}".encode())
-    for path in sorted(course.source(assignment).glob("*.ipynb")):
-        digest.update(path.name.encode() + path.read_bytes())
+    folder = course.source(assignment)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes())
+    digest.update((course.root / "nbgrader_config.py").read_bytes())
     digest.update(environment.fingerprint().encode())
     return digest.hexdigest()
 

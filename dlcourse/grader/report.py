@@ -50,7 +50,7 @@ def write_notes(course: Course, worksheet: str, outcome: Outcome) -> Path | None
         return None
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     lines = [f"Grading notes for {outcome.student}, {worksheet}:", ""]
-    lines += [f"- {n}" for n in notes]
+    lines += [f"- {' '.join(str(n).split())}" for n in notes]  # one line each, whatever it quotes
     path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
     return path

@@ -108,7 +108,10 @@ class Protections:
     def warning(self) -> str | None:
         """What an instructor must be told before grading, or None."""
         if not self.isolated:
-            return "WARNING: student code runs without filesystem isolation (see above)"
+            return (
+                "WARNING: student code runs without filesystem isolation (see above): it can "
+                "read the course, the hidden tests and this process's environment"
+            )
         return None
 
 
@@ -131,7 +134,8 @@ def refusal(prot: Protections | None = None) -> str | None:
     return (
         f"refusing to grade student code without filesystem isolation ({prot.summary()}). "
         f"To fix: {fix}. To grade anyway, at your own risk (a submission can then read the "
-        f"hidden tests and change or delete the course), set {settings.ALLOW_UNSANDBOXED}=1."
+        f"hidden tests, the grader's own environment with any token or password in it, and "
+        f"change or delete the course), set {settings.ALLOW_UNSANDBOXED}=1."
     )
 
 

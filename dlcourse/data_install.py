@@ -143,6 +143,14 @@ def _common_prefix(members: list[str], names: list[str]) -> str:
     return min(votes, key=lambda p: (-votes[p], len(p)))
 
 
+CLIMBS = "is an absolute path or climbs out of its folder with '..'"
+PLAIN = "a data archive holds plain files only"
+
+
+def _refused(archive: Path, member: str, why: str) -> SourceError:
+    return SourceError(f"refusing the archive {archive}: member {member!r} {why}")
+
+
 class TarSource(Source):
     def __init__(self, path: Path, names: list[str]) -> None:
         self.description = str(path)
@@ -154,26 +162,17 @@ class TarSource(Source):
         self.members: dict[str, tarfile.TarInfo] = {}
         for member in members:
             if member.issym() or member.islnk():
-                self.tar.close()
-                raise SourceError(
-                    f"refusing the archive {path}: member {member.name!r} is a link "
-                    f"(to {member.linkname!r}); a data archive holds plain files only"
-                )
+                self.close()
+                raise _refused(path, member.name, f"is a link (to {member.linkname!r}); {PLAIN}")
             if not (member.isfile() or member.isdir()):
-                self.tar.close()
-                raise SourceError(
-                    f"refusing the archive {path}: member {member.name!r} is not a plain file "
-                    f"or folder"
-                )
+                self.close()
+                raise _refused(path, member.name, "is not a plain file or folder")
             clean = _safe_relative(member.name)
             if clean is None and member.isdir() and member.name.strip("./") == "":
                 continue  # the archive's own top folder, "./"
             if clean is None:
-                self.tar.close()
-                raise SourceError(
-                    f"refusing the archive {path}: member {member.name!r} is an absolute "
-                    f"path or climbs out of its folder with '..'"
-                )
+                self.close()
+                raise _refused(path, member.name, CLIMBS)
             self.members[clean] = member
         self.prefix = _common_prefix(list(self.members), names)
 
@@ -211,18 +210,11 @@ class ZipSource(Source):
         for info in infos:
             clean = _safe_relative(info.filename)
             if clean is None:
-                self.zip.close()
-                raise SourceError(
-                    f"refusing the archive {path}: member {info.filename!r} is an absolute "
-                    f"path or climbs out of its folder with '..'"
-                )
-            mode = info.external_attr >> 16
-            if stat.S_ISLNK(mode):
-                self.zip.close()
-                raise SourceError(
-                    f"refusing the archive {path}: member {info.filename!r} is a link; a data "
-                    f"archive holds plain files only"
-                )
+                self.close()
+                raise _refused(path, info.filename, CLIMBS)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                self.close()
+                raise _refused(path, info.filename, f"is a link; {PLAIN}")
             self.members[clean] = info
         self.prefix = _common_prefix(list(self.members), names)
 

@@ -47,9 +47,6 @@ class CourseAutograde(Autograde):
             self._fail(
                 f"no collected submission of {assignment} matches {self.coursedir.student_id!r}"
             )
-        sandbox.protections.cache_clear()  # a formgrader lives long: probe the machine now
-        if reason := sandbox.refusal():
-            self._fail(f"refusing to grade {assignment}: {reason} {autograde.NOTHING_WRITTEN}")
         try:
             outcomes, _ = autograde.grade(
                 course, assignment, students, progress=self.log.info, feedback=False

@@ -72,8 +72,7 @@ _UNFINGERPRINTED = {"PATH", "TERM", settings.DATA}
 def _kernel_variables() -> dict[str, str]:
     """The variables a grading kernel gets from this process (`sandbox.kernel_environment`)."""
     inherited = sandbox.inherited_environment(os.environ)
-    kept = {k: v for k, v in inherited.items() if k not in _UNFINGERPRINTED}
-    return kept | settings.QUIET_TF | sandbox.GRADING_ENV
+    return {k: v for k, v in inherited.items() if k not in _UNFINGERPRINTED}
 
 
 def _protections() -> str:

@@ -291,8 +291,10 @@ GRADING_ENV = {settings.QUICK: "1", settings.NBGRADER_EXECUTION: "autograde"}
 
 
 def inherited_environment(given: Mapping[str, str]) -> dict[str, str]:
-    """What a grading kernel keeps of `given`: the allow-listed names only."""
-    return {key: value for key, value in given.items() if key in KEPT_ENV}
+    """The settings a grading kernel takes from `given`: the allow-listed names only, then
+    the course's own (TensorFlow's log level, quick training) over them."""
+    kept = {key: value for key, value in given.items() if key in KEPT_ENV}
+    return kept | settings.QUIET_TF | GRADING_ENV
 
 
 def kernel_environment(scratch: Scratch, given: dict[str, str]) -> dict[str, str]:
@@ -303,18 +305,13 @@ def kernel_environment(scratch: Scratch, given: dict[str, str]) -> dict[str, str
     kept = inherited_environment(given)
     if settings.DATA not in kept and (folder := data.course_data_dir()) is not None:
         kept[settings.DATA] = str(folder)
-    return (
-        kept
-        | settings.QUIET_TF
-        | GRADING_ENV
-        | {
-            "HOME": str(scratch.home),
-            "IPYTHONDIR": str(scratch.home / ".ipython"),
-            "MPLCONFIGDIR": str(scratch.home / ".matplotlib"),
-            "JUPYTER_RUNTIME_DIR": str(scratch.ipc),
-            "TMPDIR": "/tmp",
-        }
-    )
+    return kept | {
+        "HOME": str(scratch.home),
+        "IPYTHONDIR": str(scratch.home / ".ipython"),
+        "MPLCONFIGDIR": str(scratch.home / ".matplotlib"),
+        "JUPYTER_RUNTIME_DIR": str(scratch.ipc),
+        "TMPDIR": "/tmp",
+    }
 
 
 def kernel_uid() -> int:

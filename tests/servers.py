@@ -5,18 +5,22 @@
   refuses to run as root: as root, the data directory belongs to the `postgres` OS user (the
   Debian package creates it) and the server runs through `runuser -u postgres --`.
 - `JupyterHub`: deploy/jupyterhub on free loopback ports (see the class).
+- `running_lab`: `jupyter lab` (nbgrader's formgrader included) on a free loopback port, for the
+  browser and door tests.
 - `DaskCluster`: `dask scheduler` on a free loopback port (its address read back from a
   scheduler file) plus N `dask worker` processes, one thread each, no nanny, each in a process
   group of its own so one can be killed mid-run like a lost machine.
 
-Both stop everything they started, by PID, in `stop()` (and on `with` exit), whatever happened.
+Each stops everything it started, by PID, in `stop()` (and on `with` exit), whatever happened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -24,7 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 PG_USER = "grader"  # the database role the gradebook connects as (trust auth, loopback only)
 
@@ -370,3 +377,99 @@ def _opener():
     import urllib.request
 
     return urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
+
+
+# --- JupyterLab (with nbgrader's formgrader), for the browser and door tests --------------------
+
+LAB_START_TIMEOUT = 90  # seconds until /api/status answers
+
+
+def get(url: str, token: str, timeout: float = 5, method: str = "GET") -> bytes:
+    request = urllib.request.Request(
+        url,
+        data=b"" if method == "POST" else None,
+        method=method,
+        headers={"Authorization": f"token {token}"},
+    )
+    with _opener().open(request, timeout=timeout) as response:
+        return response.read()
+
+
+def stop_lab(proc: subprocess.Popen) -> None:
+    """Kill a server by PID: its process group, then anything it started elsewhere.
+
+    Kernels run in sessions of their own (jupyter_client starts them with setsid), so the
+    server's descendants are collected first and killed by PID after the group.
+    """
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    _, alive = psutil.wait_procs(children, timeout=5)
+    for child in alive:
+        try:
+            child.kill()  # psutil checks the PID still names the same process
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+@contextlib.contextmanager
+def running_lab(cwd: Path, root_dir: Path, env: dict, log_path: Path, artifacts: Path):
+    """`jupyter lab` on a free loopback port; yields (base URL, token); killed afterwards,
+    its log copied into `artifacts`."""
+    token, port = secrets.token_hex(24), free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        f"--ServerApp.token={token}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root_dir}",
+    ]
+    if os.geteuid() == 0:  # CI containers run as root
+        cmd.append("--allow-root")
+    base = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, killed as one
+        )
+    try:
+        deadline = time.monotonic() + LAB_START_TIMEOUT
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited ({proc.returncode}):\n{log_path.read_text()}")
+            try:
+                json.loads(get(f"{base}/api/status", token))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"jupyter lab not answering:\n{log_path.read_text()[-4000:]}")
+                time.sleep(0.5)
+        yield base, token
+    finally:
+        stop_lab(proc)
+        artifacts.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log_path, artifacts / log_path.name)

@@ -23,22 +23,18 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import psutil
 import pytest
 from browsing import CHROMIUM, chromium, screenshot
+from servers import get, running_lab
 
 from dlcourse.data import course_data_dir
 from dlcourse.grader.course import Course
@@ -47,7 +43,6 @@ from dlcourse.grader.runner import nbgrader
 REPO = Path(__file__).resolve().parent.parent
 STUDENT_CONFIG = REPO / "deploy" / "student"
 ARTIFACTS = REPO / "artifacts" / "browser"
-SERVER_START_TIMEOUT = 90  # seconds until /api/status answers
 UI_TIMEOUT = 60_000  # ms: the lab, the palette, the formgrader tables
 KERNEL_TIMEOUT = 120_000  # ms: kernel start + `import tensorflow` on 2 busy cores
 VALIDATE_TIMEOUT = 150_000  # ms: nbgrader runs the whole worksheet in quick mode
@@ -129,53 +124,6 @@ def course_copy(root: Path) -> tuple[Path, str]:
     return course, worksheet
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url: str, token: str, timeout: float = 5, method: str = "GET") -> bytes:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, no proxy
-    request = urllib.request.Request(
-        url,
-        data=b"" if method == "POST" else None,
-        method=method,
-        headers={"Authorization": f"token {token}"},
-    )
-    with opener.open(request, timeout=timeout) as response:
-        return response.read()
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Kill the server by PID: its process group, then anything it started elsewhere.
-
-    Kernels run in sessions of their own (jupyter_client starts them with setsid), so the
-    server's descendants are collected first and killed by PID after the group.
-    """
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    _, alive = psutil.wait_procs(children, timeout=5)
-    for child in alive:
-        try:
-            child.kill()  # psutil checks the PID still names the same process
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=5)
-
-
 def lab_settings(config_dir: Path) -> None:
     """No news / update toasts over the UI (and no request for them)."""
     folder = config_dir / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
@@ -236,7 +184,7 @@ def lab(tmp_path_factory):
         )
         assert done.returncode == 0, f"nbgrader {' '.join(args)}:\n{done.stderr}"
 
-    with running_lab(course, course, env, root / "jupyter.log") as (base, token):
+    with running_lab(course, course, env, root / "jupyter.log", ARTIFACTS) as (base, token):
         yield Lab(
             base=base,
             token=token,
@@ -247,54 +195,6 @@ def lab(tmp_path_factory):
             env=env,
             root=root,
         )
-
-
-@contextlib.contextmanager
-def running_lab(cwd: Path, root_dir: Path, env: dict, log_path: Path):
-    """`jupyter lab` on a free loopback port; yields (base URL, token); killed afterwards."""
-    token, port = secrets.token_hex(24), free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyter",
-        "lab",
-        "--no-browser",
-        f"--ServerApp.token={token}",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.root_dir={root_dir}",
-    ]
-    if os.geteuid() == 0:  # CI containers run as root
-        cmd.append("--allow-root")
-    base = f"http://127.0.0.1:{port}"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, killed as one
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"jupyter lab exited ({proc.returncode}):\n{log_path.read_text()}")
-            try:
-                json.loads(get(f"{base}/api/status", token))
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"jupyter lab not answering:\n{log_path.read_text()[-4000:]}")
-                time.sleep(0.5)
-        yield base, token
-    finally:
-        stop(proc)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(log_path, ARTIFACTS / log_path.name)
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +218,10 @@ def student_lab(lab):
         "IPYTHONDIR": str(jupyter / "ipython"),
     }
     env.pop("PYTEST_CURRENT_TEST", None)  # else ipykernel does not capture fd 2 (stderr)
-    with running_lab(work, work, env, lab.root / "student-jupyter.log") as (base, token):
+    with running_lab(work, work, env, lab.root / "student-jupyter.log", ARTIFACTS) as (
+        base,
+        token,
+    ):
         yield Lab(
             base=base,
             token=token,

@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import generated_course, submit, tree_hashes
-from test_browser import get, running_lab
+from helpers import REPO, generated_course, submit, tree_hashes
+from servers import get, running_lab
 
 from dlcourse import data
 from dlcourse.grader import cells
@@ -37,6 +37,7 @@ from dlcourse.grader.course import Course
 from dlcourse.grader.runner import tool_env
 
 WORKSHEET = "ws01_tensors"
+ARTIFACTS = REPO / "artifacts" / "doors"
 pytestmark = pytest.mark.slow
 
 
@@ -182,7 +183,10 @@ def test_the_formgrader_button_writes_nothing_in_a_broken_environment(graded_cla
     env = with_broken_bin(env)
     before = written(course)
     path = f"/formgrader/api/submission/{WORKSHEET}/ada/autograde"
-    with running_lab(course.root, course.root, env, tmp_path / "jupyter.log") as (base, token):
+    with running_lab(course.root, course.root, env, tmp_path / "jupyter.log", ARTIFACTS) as (
+        base,
+        token,
+    ):
         url = base + path
         for breakage, broken in BREAKAGES.items():
             with broken(env) as what:

@@ -10,11 +10,13 @@ from pathlib import Path
 from nbgrader.converters import Autograde, GenerateFeedback
 from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
+from dlcourse import settings
 from dlcourse.grader.decide import DecideVerdicts, HideHiddenTests
 from dlcourse.grader.door import use_course_autograde
 from dlcourse.grader.execute import SandboxedExecute
 from dlcourse.grader.feedback import AddGradingNotes
 from dlcourse.grader.overwrite import OverwriteCellsKnowingHiddenTests
+from dlcourse.grader.safe_page import CourseHTMLExporter, use_safe_pages
 from dlcourse.grader.sanitize import SanitizeStudentContent
 from dlcourse.kernel_env import KERNEL_ENV, TF_LOG_ONLY
 
@@ -45,10 +47,13 @@ c.CourseDirectory.db_url = os.environ.get(
 )
 # Which notebooks make up each assignment: everything .ipynb in source/<assignment>/.
 c.CourseDirectory.notebook_id = "*"
-# Data sets never travel inside assignments (worksheets load them through dlcourse.data),
-# so anything bigger than 5 MB in an assignment folder is a mistake: nbgrader skips it
-# (max_file_size is in kilobytes).
-c.CourseDirectory.max_file_size = 5000
+# The one size limit for a file (dlcourse.settings.MAX_FILE_KB, which the students' config
+# uses too): collect refuses a submitted file over it and grading refuses it too, each with a
+# note the student sees in feedback and the instructor in the report
+# (dlcourse/grader/intake.py); never a silent drop. generate_assignment skips a bigger file in
+# source/ (data sets never travel inside assignments: worksheets load them through
+# dlcourse.data).
+c.CourseDirectory.max_file_size = settings.MAX_FILE_KB
 
 # Exchange: a directory students and instructors can both reach. By default it lives in the
 # repo's ignored work area, so `make demo` works anywhere; a real course points it at a
@@ -112,8 +117,18 @@ c.GenerateFeedback.preprocessors = [
     SanitizeStudentContent,
 ]
 c.HTMLExporter.sanitize_html = True
+# The feedback page and formgrader's grading view are rendered by the course's exporter: the
+# notebook cleaned again, Markdown's HTML sanitised with URL schemes checked after entity
+# decoding, and a Content-Security-Policy that lets no inline script or event handler run
+# but the template's own (in the page, and as formgrader's HTTP header; see
+# dlcourse/grader/safe_page.py).
+c.GenerateFeedback.exporter_class = CourseHTMLExporter
+use_safe_pages()
 # Collect refuses inbound entries that are links, or filed under another student's name;
-# links inside a submission are copied as links, never followed (dlcourse/grader/exchange.py).
+# it copies without following any link (names opened with O_NOFOLLOW relative to the folder,
+# only regular files copied, from the descriptor checked), skipping links and special files
+# with a note, and decides the timestamp used for lateness from the entry's ctime, not only
+# the student's claim (dlcourse/grader/exchange.py).
 c.ExchangeFactory.collect = "dlcourse.grader.exchange.StrictCollect"
 # Graded copies of students' work are for the course staff only (nbgrader's default is 444).
 c.Autograde.permissions = 440
@@ -124,7 +139,10 @@ c.Autograde.permissions = 440
 # heaviest; a memory blow-up stops there with a MemoryError. A notebook gets 300 s of wall
 # clock (50x the slowest reference: room for five stopped infinite loops at 60 s each) and
 # 600 CPU seconds (both cores busy for the whole 300 s). Processes: TensorFlow starts dozens
-# of threads, and threads count; a fork bomb stops at this number.
+# of threads, and threads count; a fork bomb stops at this number. Where cgroups are available
+# (dlcourse/grader/cgroups.py), memory_mb and processes also bound each kernel's whole process
+# tree, and `cpus` is its CPU quota: one CPU (the fair share with one worker per core) is more
+# than the 5 s of CPU in 6 s wall that the heaviest reference needs.
 c.SandboxedExecute.limits = {
     "memory_mb": 6144,
     "cpu_seconds": 600,
@@ -132,6 +150,7 @@ c.SandboxedExecute.limits = {
     "open_files": 1024,
     "file_size_mb": 256,
     "notebook_seconds": 300,
+    "cpus": 1,
 }
 # A worksheet that needs more gets its own entry, e.g. {"ws05_cnn": {"memory_mb": 12288}}.
 c.SandboxedExecute.per_assignment = {}

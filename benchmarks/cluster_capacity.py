@@ -116,7 +116,7 @@ def main() -> int:
             nbgrader(remote.root, "generate_assignment", ws, "--force")  # into PostgreSQL
             gradebook.create(remote)
             os.environ.pop(settings.DB_URL, None)
-            executor = DaskExecutor(cluster.address)
+            executor = DaskExecutor(cluster.address, cluster.client_certs)
             totals = {"local": Totals(), "cluster": Totals()}
             for first in range(0, n, args.batch):
                 batch = students[first : first + args.batch]

@@ -1,4 +1,4 @@
-"""Command line: `python -m dlcourse {doctor,demo,release,outputs,autograde,roster}`."""
+"""Command line: `python -m dlcourse {doctor,demo,release,outputs,autograde,cluster,roster}`."""
 
 from __future__ import annotations
 
@@ -34,9 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="grade on a Dask cluster, one task per student (e.g. tcp://HOST:8786); the "
+        help="grade on a Dask cluster, one task per student (tls://HOST:8786 only); the "
         "course directory must be shared with the workers, the gradebook on PostgreSQL",
     )
+    grade.add_argument(
+        "--certs",
+        metavar="DIR",
+        help="the client certificate folder for --scheduler (DIR/client from `cluster certs "
+        "DIR`; default DLCOURSE_CLUSTER_CERTS)",
+    )
+    cluster = sub.add_parser("cluster", help="the Dask grading cluster's TLS certificates")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True)
+    certs = cluster_sub.add_parser(
+        "certs",
+        help="write a private CA's certificates and keys for scheduler, workers and the "
+        "instructor's client into DIR/{scheduler,worker,client} (0600; the CA key is not kept)",
+    )
+    certs.add_argument("dir")
     roster = sub.add_parser(
         "roster",
         help="JupyterHub: import a class list (CSV, nbgrader's format) into the course's "
@@ -54,6 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     from dlcourse.data_install import add_arguments as add_data_arguments
 
     add_data_arguments(datasets)
+    mutants = sub.add_parser(
+        "mutants",
+        help="mutation-test the hidden tests: grade mutants of each exercise's reference "
+        "answer with the real tests and verdicts; report in benchmarks/mutants.md",
+    )
+    from dlcourse.mutants.command import add_arguments as add_mutants_arguments
+
+    add_mutants_arguments(mutants)
     args = parser.parse_args(argv)
 
     if args.command == "doctor":
@@ -71,7 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "autograde":
         from dlcourse.grader import autograde
 
-        return autograde.command(args.course, args.worksheet, args.workers, args.scheduler)
+        return autograde.command(
+            args.course, args.worksheet, args.workers, args.scheduler, args.certs
+        )
+    if args.command == "cluster":
+        from dlcourse.grader import cluster_tls
+
+        return cluster_tls.command(args.dir)
     if args.command == "roster":
         from dlcourse import roster as class_list
 
@@ -80,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         from dlcourse import data_install
 
         return data_install.command(args)
+    if args.command == "mutants":
+        from dlcourse.mutants import command as mutants_command
+
+        return mutants_command.command(args)
     if args.command == "fmt":
         from dlcourse import fmt as formatter
         from dlcourse.grader.course import Course

@@ -8,10 +8,15 @@
   next one is set too).
 - `DLCOURSE_ALLOW_UNSANDBOXED`: `1` is the instructor's explicit opt-out: grade even
   without filesystem isolation.
+- `DLCOURSE_CGROUP`: a cgroup v2 folder delegated to the grader, under which each grading
+  kernel gets a cgroup of its own (default: found; see `dlcourse/grader/cgroups.py`);
+  `none` grades without a CPU and memory budget per kernel (and says so).
 - `DLCOURSE_EXCHANGE`: the nbgrader exchange folder (default `<course>/work/exchange`).
 - `DLCOURSE_DB_URL`: the gradebook as an SQLAlchemy URL (default
   `sqlite:///<course>/gradebook.db`; e.g. `postgresql://...`).
 - `DLCOURSE_COURSE`: the course root (default: the nearest folder with `nbgrader_config.py`).
+- `DLCOURSE_CLUSTER_CERTS`: the instructor's Dask client certificate folder (`ca.pem`,
+  `cert.pem`, `key.pem`; `python -m dlcourse cluster certs DIR` writes `DIR/client`).
 - `DLCOURSE_HUB_*`: the course on JupyterHub (deploy/jupyterhub), listed in `dlcourse/hub.py`.
 
 TensorFlow's own logging is set once, here (`QUIET_TF`), for every process and kernel.
@@ -28,8 +33,15 @@ ALLOW_DOWNLOAD = "DLCOURSE_ALLOW_DOWNLOAD"
 SANDBOX = "DLCOURSE_SANDBOX"
 ALLOW_UNSANDBOXED = "DLCOURSE_ALLOW_UNSANDBOXED"
 EXCHANGE = "DLCOURSE_EXCHANGE"
+CGROUP = "DLCOURSE_CGROUP"
 DB_URL = "DLCOURSE_DB_URL"
 COURSE = "DLCOURSE_COURSE"
+CLUSTER_CERTS = "DLCOURSE_CLUSTER_CERTS"
+# The one size limit for a submitted file, in nbgrader's kilobytes (of 1000 bytes): the
+# student's `nbgrader submit`, the instructor's collect and grading all use it (both
+# nbgrader_config.py files read it). A notebook with plots easily passes nbgrader's 5 MB
+# default; 32 MB is room for any worksheet's outputs, and more is not homework.
+MAX_FILE_KB = 32000
 # nbgrader sets this while it autogrades or validates a notebook.
 NBGRADER_EXECUTION = "NBGRADER_EXECUTION"
 
@@ -69,6 +81,11 @@ def downloads_allowed() -> bool:
 
 def data_dir() -> Path | None:
     value = os.environ.get(DATA)
+    return Path(value).expanduser() if value else None
+
+
+def cluster_certs() -> Path | None:
+    value = os.environ.get(CLUSTER_CERTS)
     return Path(value).expanduser() if value else None
 
 

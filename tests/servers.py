@@ -9,7 +9,8 @@
   browser and door tests.
 - `DaskCluster`: `dask scheduler` on a free loopback port (its address read back from a
   scheduler file) plus N `dask worker` processes, one thread each, no nanny, each in a process
-  group of its own so one can be killed mid-run like a lost machine.
+  group of its own so one can be killed mid-run like a lost machine; over TLS with a fresh
+  `python -m dlcourse cluster certs` set (README's recipe), every socket on 127.0.0.1.
 
 Each stops everything it started, by PID, in `stop()` (and on `with` exit), whatever happened.
 """
@@ -32,6 +33,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from dlcourse.grader import cluster_tls
 
 PG_USER = "grader"  # the database role the gradebook connects as (trust auth, loopback only)
 
@@ -181,10 +184,14 @@ class Postgres(_Stoppable):
 
 
 class DaskCluster(_Stoppable):
-    """`dask scheduler` plus `workers` x `dask worker --nthreads 1`, on 127.0.0.1."""
+    """`dask scheduler` plus `workers` x `dask worker --nthreads 1`, on 127.0.0.1, over TLS:
+    scheduler and workers take `certs/{scheduler,worker}`, the instructor's client
+    `client_certs` (`security()`); their diagnostics HTTP servers listen on loopback too."""
 
     def __init__(self, workers: int = 2, env: dict[str, str] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="dlcourse-dask-"))
+        self.certs = self.dir / "certs"
+        self.client_certs = self.certs / "client"
         self.n_workers = workers
         self.env = env or dict(os.environ)
         self.dask = str(Path(sys.executable).parent / "dask")
@@ -203,11 +210,22 @@ class DaskCluster(_Stoppable):
                 start_new_session=True,  # its own process group: killpg takes it all
             )
 
+    def tls(self, role: str) -> list[str]:
+        files = cluster_tls.role_files(self.certs / role)
+        flags = {"--tls-ca-file": cluster_tls.CA_FILE, "--tls-cert": cluster_tls.CERT_FILE}
+        flags["--tls-key"] = cluster_tls.KEY_FILE
+        return [arg for flag, name in flags.items() for arg in (flag, str(files[name]))]
+
+    def security(self):
+        return cluster_tls.client_security(self.client_certs)
+
     def start(self) -> DaskCluster:
+        cluster_tls.make(self.certs)
         scheduler_file = self.dir / "scheduler.json"
         self.scheduler = self._spawn(
-            ["scheduler", "--host", "127.0.0.1", "--port", str(free_port()), "--no-dashboard"]
-            + ["--scheduler-file", str(scheduler_file)],
+            ["scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", str(free_port())]
+            + ["--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)]
+            + self.tls("scheduler"),
             "scheduler.log",
         )
         _wait_for(scheduler_file.exists, 120, "dask scheduler", self.dir / "scheduler.log")
@@ -217,14 +235,15 @@ class DaskCluster(_Stoppable):
             self.add_worker(f"worker-{i}")
         from distributed import Client
 
-        with Client(self.address, timeout=60) as client:
+        with Client(self.address, security=self.security(), timeout=60) as client:
             client.wait_for_workers(self.n_workers, timeout=180)
         return self
 
     def add_worker(self, name: str) -> subprocess.Popen:
         proc = self._spawn(
             ["worker", self.address, "--nthreads", "1", "--nworkers", "1", "--no-nanny"]
-            + ["--no-dashboard", "--host", "127.0.0.1", "--name", name],
+            + ["--dashboard-address", "127.0.0.1:0", "--host", "127.0.0.1", "--name", name]
+            + self.tls("worker"),
             f"{name}.log",
         )
         self.workers.append(proc)

@@ -455,6 +455,73 @@ def test_formgrader_shows_injected_markup_as_text_and_runs_nothing(lab, page):
     shot(page, "08-formgrader-injected-submission")
 
 
+def test_formgrader_grades_every_payload_class_and_no_page_runs_one(lab, browser, page):
+    """Every payload class (tests/payloads.py), graded through formgrader's Autograde and
+    Generate Feedback buttons (their API): the grading view, opened with the instructor's
+    session, runs none and sends a CSP header; formgrader still works there (a score can be
+    entered and is saved); the feedback page runs none either."""
+    from helpers import submit
+    from payloads import assert_no_payload_ran, hostile_submission
+    from playwright.sync_api import expect
+
+    from dlcourse.grader import cells
+
+    course, name, _ = reference_submission(lab)
+    (source_nb,) = course.source_notebooks(lab.released).values()
+    release_nb = next(iter(course.release_notebooks(lab.released).values()))
+    reference = cells.reference_answers(source_nb)
+    answers = [c for c in source_nb.cells if cells.is_answer(c) and c.cell_type == "code"]
+    last = cells.grade_id(answers[-1])
+    submit(course, lab.released, "trudy", {name: hostile_submission(release_nb, reference, last)})
+    api = f"{lab.base}/formgrader/api"
+    for url in (
+        f"{api}/submission/{lab.released}/trudy/autograde",
+        f"{api}/assignment/{lab.released}/trudy/generate_feedback",
+    ):
+        result = json.loads(get(url, lab.token, timeout=600, method="POST"))
+        assert result["success"], result.get("error", "")[-3000:]
+    with course.gradebook() as gb:
+        submission = gb.find_submission(lab.released, "trudy")
+        assert submission.score == submission.max_score > 0
+        notebook_id = gb.find_submission_notebook(name, lab.released, "trudy").id
+
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    # The instructor's session for the view's own API calls too (a token in the page's URL
+    # logs in that request only).
+    page.context.set_extra_http_headers({"Authorization": f"token {lab.token}"})
+    response = page.goto(f"{lab.base}/formgrader/submissions/{notebook_id}/")
+    header = response.headers["content-security-policy"]
+    assert "default-src 'none'" in header and "frame-ancestors 'self'" in header, header
+    page.wait_for_load_state("load")
+    assert_no_payload_ran(page)
+    # Formgrader's own scripts run: the name toggle (inline handler, allowed by hash) and a
+    # comment typed into the view is saved through its API.
+    page.locator("span.name-hidden").first.click()
+    expect(page.locator("a.name-shown").first).to_be_visible()
+    comment = page.locator("textarea.comment").first
+    expect(comment).to_have_attribute("placeholder", re.compile("."))  # its view is bound
+    with page.expect_response(lambda r: "/formgrader/api/comment/" in r.url) as saved:
+        comment.fill("checked by the browser test")
+        comment.press("Tab")
+    assert saved.value.ok
+    with course.gradebook() as gb:
+        notebook = gb.find_submission_notebook(name, lab.released, "trudy")
+        assert "checked by the browser test" in [c.manual_comment for c in notebook.comments]
+    shot(page, "09-formgrader-payloads")
+    assert not dialogs
+
+    feedback = browser.new_page()  # a file, as the student opens it (no loopback-only route)
+    feedback.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    try:
+        feedback.goto((course.feedback("trudy", lab.released) / f"{name}.html").as_uri())
+        feedback.wait_for_load_state("load")
+        assert_no_payload_ran(feedback)
+    finally:
+        feedback.close()
+    assert not dialogs
+
+
 def test_formgrader_autograde_log_says_the_sandbox_and_only_what_matters(lab):
     """Formgrader's Autograde button (its API, as the button calls it) grades through the
     course's driver (dlcourse/grader/door.py) and shows the instructor its whole log: it must

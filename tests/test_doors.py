@@ -27,6 +27,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 from helpers import REPO, generated_course, submit, tree_hashes
 from servers import get, running_lab
@@ -67,12 +68,15 @@ def graded_class(tmp_path_factory) -> Iterator[tuple[Course, dict[str, str]]]:
     )
     answers = cells.reference_answers(source_nb)
     submit(course, WORKSHEET, "ada", {name: cells.answered(release_nb, answers)})
+    # A worked copy beside the notebook: named in a note by every door, never graded.
+    nbformat.write(release_nb, course.submitted("ada", WORKSHEET) / f"{name}-Copy1.ipynb")
     wrong = dict(answers)
     first = cells.solution_ids(source_nb)[0]
     wrong[first] = "raise ValueError('not done')"
     submit(course, WORKSHEET, "dev", {name: cells.answered(release_nb, wrong)})
     good = driver(course, env)
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
+    assert "you also submitted" in course.notes(WORKSHEET, "ada").read_text()
     assert course.grades_csv.is_file() and any(course.feedback().rglob("*.html"))
     yield course, env
 
@@ -196,8 +200,13 @@ def test_the_formgrader_button_writes_nothing_in_a_broken_environment(graded_cla
             assert "Nothing was written" in said and what in said, f"{breakage}: {said[-3000:]}"
             assert written(course) == before, breakage
         # The same button in the repaired environment grades, through the same path.
+        course.notes(WORKSHEET, "ada").unlink()
         result = json.loads(get(url, token, timeout=600, method="POST"))
         assert result["success"], result.get("error", "")[-3000:]
+    assert (
+        "you also submitted 'ws01_tensors-Copy1.ipynb'"
+        in course.notes(WORKSHEET, "ada").read_text()
+    )
     with course.gradebook() as gb:
         ada = gb.find_submission(WORKSHEET, "ada")
         assert ada.score == ada.max_score > 0

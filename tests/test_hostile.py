@@ -20,6 +20,7 @@ import os
 import nbformat
 import pytest
 from helpers import generated_course, submit, tree_hashes
+from payloads import hostile_submission
 
 from dlcourse.grader import cells
 from dlcourse.grader.autograde import grade
@@ -191,7 +192,7 @@ def graded(tmp_path_factory):
         "display(HTML('<img src=x onerror=\"window.PWNED=2\"><b>bold</b>'))\n"
         "display(Javascript('window.PWNED = 3'))\n"
     )
-    nb = cells.answered(release_nb, reference | {LAST: reference[LAST] + scripted})
+    nb = hostile_submission(release_nb, reference | {LAST: reference[LAST] + scripted}, LAST)
     nb.cells.insert(1, nbformat.v4.new_markdown_cell("<script>window.PWNED=1</script>"))
     hand_in("script_markdown", nb, full)
     folder = hand_in("report_injection", cells.answered(release_nb, reference), full)
@@ -298,8 +299,10 @@ def test_feedback_and_report_carry_no_injected_markup(graded):
 
 @pytest.mark.slow
 def test_injected_markup_runs_no_script_in_a_real_browser(graded, tmp_path):
-    """The feedback a student (or an instructor) opens: Chromium renders it, nothing runs."""
+    """The feedback a student (or an instructor) opens: Chromium renders it, no payload of
+    any class (tests/payloads.py) runs, and what is legitimate still shows."""
     from browsing import chromium
+    from payloads import assert_no_payload_ran
 
     course, name, *_ = graded
     page_path = course.feedback("script_markdown", WORKSHEET) / f"{name}.html"
@@ -309,7 +312,7 @@ def test_injected_markup_runs_no_script_in_a_real_browser(graded, tmp_path):
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.goto(page_path.as_uri())
         page.wait_for_load_state("load")
-        assert page.evaluate("typeof window.PWNED") == "undefined"
+        assert_no_payload_ran(page)
         assert not dialogs
         assert "window.PWNED=1" in page.inner_text("body")  # shown as text, not run
         page.screenshot(path=str(tmp_path / "feedback.png"), full_page=False)

@@ -14,6 +14,9 @@ from nbgrader.utils import determine_grade
 
 from dlcourse import probe
 from dlcourse.grader.verdict import (
+    REDACTED,
+    REVEALED,
+    STOPPED,
     MethodRule,
     Probe,
     apply,
@@ -26,6 +29,7 @@ from dlcourse.grader.verdict import (
     method_violations,
     probes_of,
     save_expected,
+    verdict_outputs,
 )
 
 POINTS = 2.0
@@ -279,8 +283,50 @@ def test_errors_never_equal_anything():
 
 
 def test_redacted_messages_hide_expected_values():
-    message = compare(p("opt", "Adam"), p("opt", "AdamW"), reveal=False)
-    assert message == "opt: wrong value (got AdamW)"
+    assert compare(p("opt", "Adam"), p("opt", "AdamW"), shown=REDACTED) == "opt: wrong value"
+    message = compare(p("opt", "Adam"), p("opt", "AdamW"), shown=REVEALED)
+    assert message == "opt: expected Adam, got another value"
+
+
+SECRET = "rng.integers(0, 256, size=(3, 5, 7))"  # a hidden line, as student code could read it
+HOSTILE_VALUES = [  # (expected, what a student's function gave, the instructor's detail)
+    (np.ones(3), SECRET, SECRET[:20]),
+    (1.5, SECRET, SECRET[:20]),
+    ("Adam", SECRET, SECRET[:20]),
+    ([1, 2], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], "a list of 12"),
+    ({"a": 1}, {"a": 1, SECRET: 2}, SECRET),
+    (np.zeros(2), np.zeros((0, 314159, 2718)), "314159"),  # a shape can carry numbers
+    (np.array([2.5]), np.array([0.0]), "2.5"),  # one element: the difference is the value
+    (np.array(2.5), np.array(0.0), "2.5"),
+    (np.arange(1000.0), np.arange(1000.0) * (np.arange(1000) % 7 != 0), "of 1000"),  # a count
+    (np.array(["a"]), np.array([SECRET]), "1 of 1"),
+]
+
+
+@pytest.mark.parametrize(("want", "got", "detail"), HOSTILE_VALUES)
+def test_messages_for_the_notebook_quote_nothing_from_the_kernel(want, got, detail):
+    full = compare(p("k", want), p("k", got))
+    assert full is not None and detail in full  # the instructor's log has it
+    for shown in (REDACTED, REVEALED):
+        message = compare(p("k", want), p("k", got), shown=shown)
+        assert message is not None and message.startswith("k: ")
+        assert detail not in message and SECRET[:10] not in message, message
+
+
+def test_messages_for_the_notebook_quote_no_exception_text():
+    for encoded in (
+        {"__error__": f"ValueError: {SECRET}"},
+        {"__error__": f"{SECRET}: boom"},  # a class named after the secret
+        {"__error__": f"could not encode: {SECRET}"},
+    ):
+        assert SECRET in compare(p("k", 1), Probe("k", encoded))
+        for shown in (REDACTED, REVEALED):
+            assert SECRET not in compare(p("k", 1), Probe("k", encoded), shown=shown)
+    assert compare(p("k", 1), Probe("k", {"__error__": "ValueError: x"}), shown=REDACTED) == (
+        "k: raised ValueError"
+    )
+    reference_failed = Probe("k", {"__error__": f"KeyError: {SECRET}"})
+    assert SECRET not in compare(reference_failed, p("k", 1), shown=REDACTED)
 
 
 # --- reading cells ---------------------------------------------------------------------------
@@ -399,37 +445,88 @@ def test_a_right_answer_with_a_zero_execute_result_still_gets_full_points():
     low = {"output_type": "execute_result", "data": {"text/plain": "0"}, "metadata": {}}
     cell = graded_cell(recorded("a", 4), low)
     assert decided(cell, {"a": p("a", 4)})[1] == POINTS
-    assert cell.outputs[0].output_type == "display_data"  # still shown to the student
 
 
-def test_stderr_only_output_gets_full_points_and_stays_visible():
+def test_stderr_only_output_gets_full_points():
     warning = "UserWarning: Do not pass an `input_shape`\n  super().__init__(\n"
     cell = graded_cell(stream("stderr", warning), recorded("a", 1))
     assert grade(cell) == 0  # what nbgrader alone would give
     verdict, points = decided(cell, {"a": p("a", 1)})
     assert points == POINTS
-    assert cell.outputs[0] == {
-        "output_type": "stream",
-        "name": "stdout",
-        "text": "[stderr] UserWarning: Do not pass an `input_shape`\n"
-        "[stderr]   super().__init__(\n",
-    }
-    assert cell.outputs[-1].text == "hidden checks passed (1)\n"
+    assert cell.outputs == [
+        {"output_type": "stream", "name": "stdout", "text": "hidden checks passed (1)\n"}
+    ]
 
 
-def test_stdout_and_displays_are_kept():
+def test_the_kernels_outputs_of_a_test_cell_are_replaced_by_the_verdict():
+    """The hidden part ran in the kernel: what it printed or showed may quote it."""
     image = {"output_type": "display_data", "data": {"image/png": "iVBOR"}, "metadata": {}}
-    cell = graded_cell(stream("stdout", "epoch 1\n"), image, recorded("a", 1))
-    decided(cell, {"a": p("a", 1)})
-    assert [o.output_type for o in cell.outputs] == ["stream", "display_data", "stream"]
-    assert cell.outputs[0].text == "epoch 1\n" and cell.outputs[1].data == image["data"]
+    html = {"output_type": "display_data", "data": {"text/html": SECRET}, "metadata": {}}
+    for outcome in (1, 2):
+        cell = graded_cell(stream("stdout", SECRET), image, html, recorded("a", outcome))
+        cell.outputs.append(nbformat.from_dict(stream("stderr", SECRET)))
+        verdict, _ = decided(cell, {"a": p("a", 1)})
+        assert len(cell.outputs) == 1 and SECRET not in json.dumps(cell.outputs)
+        assert cell.outputs[0].output_type == ("stream" if verdict.passed else "error")
 
 
 def test_error_output_gives_zero_even_with_right_values():
-    cell = graded_cell(recorded("a", 1), error("ValueError", "bad"))
+    cell = graded_cell(recorded("a", 1), error("ValueError", f"bad {SECRET}"))
     verdict, points = decided(cell, {"a": p("a", 1)})
-    assert points == 0 and verdict.messages == ["the test raised ValueError: bad"]
-    assert [o.output_type for o in cell.outputs] == ["error", "error"]
+    assert points == 0 and verdict.messages == [f"the test raised ValueError: bad {SECRET}"]
+    assert verdict.redacted == verdict.revealed == ["the test raised ValueError"]
+    assert [o.output_type for o in cell.outputs] == ["error"]
+    assert SECRET not in json.dumps(cell.outputs)
+
+
+def test_an_error_name_is_quoted_only_when_it_is_pythons():
+    cell = graded_cell(recorded("a", 1), error(SECRET, SECRET))
+    verdict, _ = decided(cell, {"a": p("a", 1)})
+    assert verdict.redacted == ["the test raised an exception"]
+    assert SECRET not in json.dumps(cell.outputs)
+
+
+@pytest.mark.parametrize("stop", STOPPED)
+def test_a_cell_the_grader_stopped_keeps_the_name_the_driver_explains(stop):
+    from dlcourse.grader.driver import OUTPUT_NOTES
+
+    assert set(STOPPED) == set(OUTPUT_NOTES) - {"TestFailed"}
+    cell = graded_cell(error(stop, "whatever the kernel said"))
+    decided(cell, {"a": p("a", 1)})
+    assert [o.ename for o in cell.outputs] == [stop]
+    assert "whatever" not in json.dumps(cell.outputs)
+
+
+def test_malformed_or_repeated_records_are_not_quoted():
+    forged = recorded(SECRET, 1)
+    cell = graded_cell(recorded("a", 1), forged, forged, recorded("b", "x") | {"metadata": {}})
+    cell.outputs[-1]["data"][probe.MIME]["value"] = {"__ndarray__": SECRET}
+    verdict, points = decided(cell, {"a": p("a", 1)})
+    assert points == 0 and any(SECRET in m for m in verdict.messages)
+    assert verdict.redacted == ["some recorded values were malformed or recorded twice"]
+
+
+def test_feedback_keeps_only_the_verdicts_outputs():
+    passed = graded_cell(recorded("a", 1))
+    decided(passed, {"a": p("a", 1)})
+    failed = graded_cell(recorded("a", 2))
+    decided(failed, {"a": p("a", 1)})
+    for cell in (passed, failed):
+        assert verdict_outputs(cell) == cell.outputs
+    stale = graded_cell(  # what an older grader left in an autograded notebook
+        stream("stdout", SECRET),
+        stream("stdout", "hidden checks passed (3)\n" + SECRET),
+        error("AssertionError", SECRET),
+        {"output_type": "display_data", "data": {"text/plain": SECRET}, "metadata": {}},
+        {
+            "output_type": "error",
+            "ename": "TestFailed",
+            "evalue": "k: wrong",
+            "traceback": [SECRET],
+        },
+    )
+    kept = verdict_outputs(stale)
+    assert [o.ename for o in kept] == ["TestFailed"] and SECRET not in json.dumps(kept)
 
 
 def test_no_expected_values_means_no_error_output():
@@ -446,12 +543,13 @@ def test_missing_keys_fail_and_extra_keys_are_ignored():
 
 def test_failure_text_hides_expected_values_unless_asked():
     cell = graded_cell(recorded("opt", "AdamW"))
-    decided(cell, {"opt": p("opt", "Adam")})
-    assert "Adam," not in cell.outputs[0].evalue and "AdamW" in cell.outputs[0].evalue
+    verdict, _ = decided(cell, {"opt": p("opt", "Adam")})
+    assert verdict.messages == ["opt: expected Adam, got AdamW"]  # the instructor's log
+    assert cell.outputs[0].evalue == "opt: wrong value"
     cell = graded_cell(recorded("opt", "AdamW"))
     decided(cell, {"opt": p("opt", "Adam")}, show_hidden_values=True)
-    assert cell.outputs[0].evalue == "opt: expected Adam, got AdamW"
-    assert cell.outputs[0].traceback[1] == "  - opt: expected Adam, got AdamW"
+    assert cell.outputs[0].evalue == "opt: expected Adam, got another value"
+    assert cell.outputs[0].traceback[1] == "  - opt: expected Adam, got another value"
 
 
 def test_the_outputs_stay_valid_nbformat():

@@ -144,7 +144,8 @@ def listener():
 
 def test_all_protections_are_on_here():
     prot = sandbox.protections()
-    assert not prot.off, f"{prot.summary()} (CI installs bubblewrap; see .ci/run)"
+    assert not prot.off, f"{prot.summary()} (CI installs bubblewrap and runs as root; see .ci/run)"
+    assert "CPU and memory budget per kernel: cgroup v" in prot.summary()
 
 
 def test_missing_bubblewrap_is_said_loudly(monkeypatch):
@@ -164,7 +165,7 @@ def test_missing_bubblewrap_is_said_loudly(monkeypatch):
 def test_a_non_root_grader_is_isolated_and_says_what_is_shared():
     """The hub's grader account: bubblewrap without a user of its own per kernel. Isolated,
     so never "OFF" nor a warning; the one thing off is named."""
-    prot = sandbox.Protections(True, True, True, True, False, "bubblewrap")
+    prot = sandbox.Protections(True, True, True, True, False, "bubblewrap", cgroup="v2")
     text = prot.summary()
     assert "OFF" not in text and prot.warning() is None, text
     assert "on: filesystem isolation, network isolation, process isolation" in text
@@ -178,7 +179,7 @@ def test_sandbox_switched_off_is_said_loudly(monkeypatch):
         prot = sandbox.protections()
     finally:
         sandbox.protections.cache_clear()
-    assert len(prot.off) == 5 and prot.summary().startswith("sandbox: OFF")
+    assert len(prot.off) == 6 and prot.summary().startswith("sandbox: OFF")
     cmd = [sys.executable, "-c", "print(1)"]
     scratch = sandbox.Scratch(Path("/x"), Path("/x/w"), Path("/x/h"), Path("/x/i"))
     env = {"PATH": "/usr/bin"}
@@ -408,3 +409,25 @@ def test_no_secret_of_the_grader_reaches_a_grading_kernel(tmp_path, monkeypatch)
     assert "HOME" in printed and "PATH" in printed  # the dump did run
     leaked = [key for key, value in SECRETS.items() if value in printed or key in printed]
     assert not leaked, leaked
+
+
+@pytest.mark.slow
+def test_a_kernel_has_a_private_writable_tmp_and_home(tmp_path):
+    """An answer that saves to /tmp or HOME (np.save, a checkpoint, matplotlib's cache) keeps
+    its exercise: both are writable by the kernel's own user; /tmp is a tmpfs of its own,
+    owned by that user and size-limited, so it neither fills the machine nor is shared."""
+    nb = notebook(
+        "import os, numpy as np\n"
+        "np.save('/tmp/answer.npy', np.arange(3))\n"
+        "print('tmp', np.load('/tmp/answer.npy').sum(), os.stat('/tmp').st_uid == os.getuid())\n"
+        "open(os.path.expanduser('~/note.txt'), 'w').write('x')\n"
+        "print('home', open(os.path.expanduser('~/note.txt')).read())",
+        "import tempfile\nwith tempfile.NamedTemporaryFile() as f:\n    print('tempfile', f.name)",
+        "open('/tmp/big', 'wb').write(b'x' * (3 * 2**20))",
+    )
+    executed = run_sandboxed(nb, tmp_path, timeout=60, limits={"tmp_mb": 2})
+    text = printed_cells(executed)
+    assert "tmp 3 True" in text and "home x" in text, executed.cells[0].outputs
+    assert "tempfile /tmp/" in text, executed.cells[1].outputs
+    assert error_names(executed.cells[2]) == ["OSError"], executed.cells[2].outputs  # full
+    assert not list(Path("/tmp").glob("answer.npy"))  # never the grader's own /tmp

@@ -6,9 +6,14 @@ releases to (DLCOURSE_EXCHANGE, e.g. /srv/nbgrader/exchange on a shared machine)
 
 import os
 
+from dlcourse import settings
+
 c = get_config()  # noqa: F821 - injected by nbgrader/traitlets
 
 c.CourseDirectory.course_id = "dlcourse"
 c.Exchange.root = os.environ.get("DLCOURSE_EXCHANGE", "/srv/nbgrader/exchange")
+# The course's one size limit for a submitted file (nbgrader's default, 5 MB, would skip a
+# notebook with plots that collect and grading accept).
+c.CourseDirectory.max_file_size = settings.MAX_FILE_KB
 # Checkpoints and caches are never submitted; nor are they reported as extra notebooks.
 c.ExchangeFactory.submit = "dlcourse.submit.SubmitWhatIsCopied"

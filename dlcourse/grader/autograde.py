@@ -52,7 +52,11 @@ def export(course: Course) -> Path:
 
 
 def command(
-    course_dir: str | None, worksheet: str, workers: int | None, scheduler: str | None = None
+    course_dir: str | None,
+    worksheet: str,
+    workers: int | None,
+    scheduler: str | None = None,
+    certs: str | None = None,
 ) -> int:
     try:
         course = Course.at(course_dir)
@@ -71,7 +75,7 @@ def command(
         return 2
     executor = None
     if scheduler:  # --scheduler: one task per student on a Dask cluster
-        executor = DaskExecutor(scheduler)
+        executor = DaskExecutor(scheduler, Path(certs).expanduser() if certs else None)
     try:
         outcomes, path = grade(course, worksheet, students, workers, executor)
     except (ReferenceFailed, GradingEnvironmentBroken, sandbox.SandboxUnavailable) as err:

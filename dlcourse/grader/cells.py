@@ -8,6 +8,8 @@ import copy
 import nbformat
 from nbgrader import utils
 
+from dlcourse.grader.quoting import quoted
+
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 Notebook = nbformat.NotebookNode
 
@@ -32,12 +34,13 @@ def is_setup(cell) -> bool:
 
 
 def failed_setup_cells(nb: Notebook) -> list[str]:
-    """'grade_id (error name)' of each setup cell whose outputs hold an error."""
+    """The label "'grade_id' ('error name')" of each setup cell with an error output. The
+    error's name is the kernel's, whatever a student made it: quoted as one escaped line."""
     failed = []
     for cell in nb.cells:
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if errors and is_setup(cell):
-            failed.append(f"{grade_id(cell)} ({errors[0].get('ename')})")
+            failed.append(f"{quoted(grade_id(cell))} ({quoted(errors[0].get('ename'), 60)})")
     return failed
 
 

@@ -1,6 +1,7 @@
 """Autograde on a Dask distributed cluster: one task per student.
 
-    python -m dlcourse autograde ws01_tensors --scheduler tcp://HOST:8786
+    python -m dlcourse cluster certs DIR     # once: a private CA and a certificate per role
+    python -m dlcourse autograde ws01_tensors --scheduler tls://HOST:8786 --certs DIR/client
 
 Each task runs, on whichever worker the scheduler picks, exactly what the local thread pool
 runs for one student (`driver.grade_student`: staging, the sandboxed child process, the
@@ -16,6 +17,11 @@ gradebook, notes and failures in the outcome). What the cluster needs:
   cluster (one file over a network filesystem, many writers);
 - workers started from the same environment (this repository's pinned stack, bubblewrap):
   every task first checks that its worker sees the course and the reference results.
+- TLS with client certificates everywhere (`cluster_tls`): a task is arbitrary code run with
+  the worker's rights (gradebook, course), so scheduler and workers accept only connections
+  that present a certificate from the course's own CA, and the instructor's client only
+  speaks `tls://` with `require_encryption=True`. A plain `tcp://` (or scheme-less) address
+  is refused before anything is graded.
 
 A worker lost mid-run: the scheduler gives its tasks to the remaining workers. The grading
 child of a killed worker dies with it (PR_SET_PDEATHSIG in `driver`), nbgrader's autograde
@@ -30,15 +36,17 @@ import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import nbformat
 
 from dlcourse import settings
-from dlcourse.grader import gradebook, reference
+from dlcourse.grader import cluster_tls, gradebook, reference
 from dlcourse.grader.course import Course
 from dlcourse.grader.driver import Outcome
 
 CONNECT_TIMEOUT = 30  # seconds to reach the scheduler
+SCHEME = "tls://"  # the only protocol the course's client speaks
 RETRIES = 1  # a task that raised (never a student's fault: grade_student is total) runs again
 
 
@@ -96,8 +104,30 @@ class DaskExecutor:
     `Outcome` as it completes (live progress)."""
 
     scheduler: str
+    certs: Path | None = None  # the client certificate folder; default DLCOURSE_CLUSTER_CERTS
     timeout: float = CONNECT_TIMEOUT
     retries: int = RETRIES
+
+    def security(self):
+        """The client's `Security` (TLS, client certificate, encryption required), or a
+        `ClusterUnavailable` that says what is missing."""
+        if not self.scheduler.startswith(SCHEME):
+            raise ClusterUnavailable(
+                f"refusing the scheduler address {self.scheduler!r}: a Dask task runs any code "
+                f"with the worker's rights, so the course grades only over {SCHEME} with "
+                f"certificates (`python -m dlcourse cluster certs DIR`; README: Grading "
+                f"beyond one machine)"
+            )
+        folder = self.certs or settings.cluster_certs()
+        if folder is None:
+            raise ClusterUnavailable(
+                f"no client certificate for {self.scheduler}: pass --certs DIR/client or set "
+                f"{settings.CLUSTER_CERTS} (made by `python -m dlcourse cluster certs DIR`)"
+            )
+        try:
+            return cluster_tls.client_security(folder)
+        except cluster_tls.CertificatesRefused as err:
+            raise ClusterUnavailable(str(err)) from err
 
     def _client(self):
         try:
@@ -106,16 +136,22 @@ class DaskExecutor:
             raise ClusterUnavailable(
                 "dask/distributed are not installed: make setup installs the pinned stack"
             ) from err
+        security = self.security()
         try:
-            return Client(self.scheduler, timeout=self.timeout, set_as_default=False)
+            return Client(
+                self.scheduler, security=security, timeout=self.timeout, set_as_default=False
+            )
         except (OSError, TimeoutError) as err:
             raise ClusterUnavailable(
-                f"no Dask scheduler answered at {self.scheduler} within {self.timeout:.0f} s: "
-                f"{type(err).__name__}: {err}"
+                f"no Dask scheduler answered at {self.scheduler} within {self.timeout:.0f} s "
+                f"with a certificate from the CA in {security.tls_ca_file} (is it running, with "
+                f"the same `cluster certs` set?): {type(err).__name__}: {str(err)[:300]}"
             ) from err
 
     def check(self, course: Course) -> None:
-        """Refuse before anything is graded when the gradebook is a local file."""
+        """Refuse before anything is graded: not TLS, no client certificate, or a gradebook
+        that is a local file."""
+        self.security()
         if not gradebook.is_server(course.db_url):
             raise ClusterUnavailable(
                 f"the gradebook is {course.db_url}: a SQLite file cannot take writes from "

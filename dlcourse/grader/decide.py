@@ -3,13 +3,21 @@
 `DecideVerdicts` runs in autograde after the notebook was executed and before nbgrader saves
 the grades: each test cell's score is decided from the values its hidden tests recorded,
 compared in this process with the reference run (`dlcourse.grader.reference`); the cell's
-outputs are rewritten so nbgrader's `determine_grade` reads exactly full points or 0. When a
+outputs are replaced by the grader's verdict alone (`verdict.apply`), so nbgrader's
+`determine_grade` reads exactly full points or 0 and nothing the kernel printed while it ran
+the hidden tests stays in the notebook. The instructor's detail of each failure (the student's
+values, exception text, differences) goes to nbgrader's log, which the driver keeps in
+`grading/logs/` for the instructor alone. When a
 setup cell (locked, not a test) failed, the reference is run again first (`reference.verify`):
 if it fails too, the grading environment is broken and `ReferenceFailed` stops this
 submission before nbgrader saves any grade of it.
+A setup cell that ran past its time limit stops the submission the same way, before any grade
+is saved (`crash.SetupCellStopped`): the machine was starved, and the driver grades that student
+again alone (`dlcourse.grader.driver`).
 
-`HideHiddenTests` runs in generate_feedback: feedback shows each test's visible part, its
-result and message, but not the source of its hidden tests (those stay hidden all term).
+`HideHiddenTests` runs in generate_feedback: feedback shows each test's visible part and the
+grader's verdict (`verdict.verdict_outputs`: whatever else a test cell's outputs hold is
+dropped), but not the source of its hidden tests (those stay hidden all term).
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool
 
-from dlcourse.grader import cells, reference, verdict
+from dlcourse.grader import cells, crash, reference, verdict
 from dlcourse.grader.course import Course
+from dlcourse.grader.quoting import printable, quoted
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
@@ -30,13 +39,20 @@ HIDDEN_END = "### END HIDDEN TESTS"
 class DecideVerdicts(NbGraderPreprocessor):
     show_hidden_values = Bool(
         False,
-        help="Say in the failure message what a hidden test expected (default: only what the "
-        "student's code gave, so that expected values do not leak through feedback).",
+        help="Say in the failure message what a hidden test expected (default: only which check "
+        "failed and how, so that expected values do not leak through feedback). Never shown "
+        "either way: anything the student's kernel produced (values, exception text, counts, "
+        "differences), which may quote the hidden tests.",
     ).tag(config=True)
 
     def preprocess(self, nb, resources):
         info = resources["nbgrader"]
         course = Course(Path(CourseDirectory(config=self.config).root).resolve())
+        if (setup := crash.stopped_setup_cell(nb)) is not None:  # the machine's problem
+            raise crash.SetupCellStopped(
+                f"the course's setup cell {quoted(setup)} of '{info['notebook']}.ipynb' ran "
+                f"past its time limit"
+            )
         if cells.failed_setup_cells(nb):
             results = reference.verify(course, info["assignment"])
         else:
@@ -48,46 +64,47 @@ class DecideVerdicts(NbGraderPreprocessor):
             gid = cells.grade_id(cell)
             probes, rule = verdict.expectation(expected, gid)
             decision = verdict.decide(cell, probes, rule, cells.answer_sources(nb, gid))
+            if not decision.passed:
+                detail = "; ".join(printable(m, 500) for m in decision.messages)
+                self.log.info("Test cell %s failed: %s", printable(gid), detail)
             verdict.apply(cell, decision, show_hidden_values=self.show_hidden_values)
         return nb, resources
 
 
+def split_hidden(source: str) -> tuple[list[str], list[str]]:
+    """A test cell's (visible lines, hidden lines), the marker lines in neither."""
+    kept: list[str] = []
+    hidden: list[str] = []
+    inside = False
+    for line in source.splitlines():
+        if line.strip() in (HIDDEN_BEGIN, HIDDEN_END):
+            inside = line.strip() == HIDDEN_BEGIN
+            continue
+        (hidden if inside else kept).append(line)
+    return kept, hidden
+
+
 def visible_part(source: str) -> tuple[str, int]:
     """The test's source without its hidden part, and how many lines were hidden."""
-    kept, hidden, inside = [], 0, False
-    for line in source.splitlines():
-        if line.strip() == HIDDEN_BEGIN:
-            inside = True
-            continue
-        if line.strip() == HIDDEN_END:
-            inside = False
-            continue
-        if inside:
-            hidden += 1
-        else:
-            kept.append(line)
-    return "\n".join(kept), hidden
+    kept, hidden = split_hidden(source)
+    return "\n".join(kept), len(hidden)
 
 
 class HideHiddenTests(NbGraderPreprocessor):
     enabled = Bool(
         True,
         help="Feedback shows each hidden test's name, points, result and message, not its "
-        "source. Turn off to show hidden tests in full (they are then public).",
+        "source. Turn off to show hidden tests in full (they are then public). Either way a "
+        "test cell shows only the grader's verdict, never what the kernel printed.",
     ).tag(config=True)
 
     def preprocess(self, nb, resources):
-        if not self.enabled:
-            return nb, resources
         for cell in nb.cells:
             if not cells.is_test(cell):
                 continue
+            cell.outputs = verdict.verdict_outputs(cell)
             shown, hidden = visible_part(cell.source)
-            if hidden:
+            if hidden and self.enabled:
                 note = "# (hidden tests of this cell are run by the grader and not shown)"
                 cell.source = f"{shown.rstrip()}\n{note}".lstrip()
-                for output in cell.get("outputs", []):
-                    if output.get("output_type") == "error" and output.get("ename") != "TestFailed":
-                        # a traceback quotes the cell's source lines, hidden ones included
-                        output["traceback"] = [f"{output.get('ename')}: {output.get('evalue')}"]
         return nb, resources

@@ -2,8 +2,13 @@
 
 nbgrader grades one submission after another (its issue #174), and one broken submission can
 stop the whole run. Here each student is graded alone, on a repaired copy (`preflight`), in a
-process of its own with an outer wall clock; a bounded pool runs them concurrently. Whatever
-goes wrong with one student becomes that student's note: grading a class is total.
+process of its own; a bounded pool runs them concurrently. One wall clock per student
+(`GradingLimits.wall_clock`) covers every run of their submission: the autograde, the crash
+locator, the re-grade, and the retry alone. A setup cell that times out or whose kernel dies
+is the grader's problem (a starved machine): nothing is written, and that student is graded
+again alone after the parallel run; if it stops again, the submission could not be graded
+(no grade, a note for the instructor), never a 0. Whatever goes wrong with one student
+becomes that student's note: grading a class is total.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse.grader import cells, gradebook, preflight, reference, sandbox
+from dlcourse.grader import cells, gradebook, intake, preflight, reference, sandbox
 from dlcourse.grader.course import Course
-from dlcourse.grader.crash import find_crashing_cell, neutralise_cell
+from dlcourse.grader.crash import SetupCellStopped, is_setup_cell, neutralise_cell
 from dlcourse.grader.execute import OUTPUT_REMOVED, TIME_LIMIT_ERROR
+from dlcourse.grader.quoting import printable, quoted
 from dlcourse.grader.runner import tool_env
 
 RETRIES = 2  # a sqlite gradebook can be locked by another worker for a moment
@@ -48,6 +54,9 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)
     timed_out: bool = False
+    # Why this run stopped for the grader's reason, not the student's (a setup cell timed out
+    # or its kernel died): nothing was written, and the student is graded again alone.
+    retry_alone: str = ""
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -67,8 +76,35 @@ class GradingLimits:
     sandbox: sandbox.Limits
 
     def wall_clock(self, notebooks: int) -> int:
-        """Outer limit for one student (kernel start-ups included)."""
+        """The one outer limit for one student: every run of their submission together (the
+        autograde, the crash locator, the re-grade and the retry alone), kernel start-ups
+        included; `Limits.grading_seconds` when set (480 s for one notebook by default)."""
+        if self.sandbox.grading_seconds:
+            return self.sandbox.grading_seconds
         return notebooks * (self.sandbox.notebook_seconds + 120) + 60
+
+
+@dataclass
+class Budget:
+    """A student's wall clock, spent across runs (and across the parallel run and the retry
+    alone: `spent` is what earlier runs already used)."""
+
+    seconds: int
+    spent_before: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    def spent(self) -> float:
+        return self.spent_before + time.monotonic() - self.started
+
+    def left(self) -> float:
+        return max(0.0, self.seconds - self.spent())
+
+    def note(self) -> str:
+        return (
+            f"grading stopped after {self.seconds} s, the limit for the whole submission (all "
+            f"its runs together: grading, finding a crashing cell, grading again); it was not "
+            f"graded: ask your instructor"
+        )
 
 
 def grading_limits(course: Course, assignment: str) -> GradingLimits:
@@ -83,38 +119,52 @@ def backup_gradebook(course: Course) -> Path | None:
     return gradebook.backup(course)
 
 
-def autograde_one(course: Course, assignment: str, student: str, wall_clock: int) -> Outcome:
-    """Run the child for one student; its JSON result, or a wall-clock/total failure."""
-    start = time.perf_counter()
-    log_path = course.log(assignment, student)
+def run_limited(
+    course: Course, module: str, args: list[str], log_path: Path, seconds: float, append: bool
+) -> tuple[dict | None, bool]:
+    """`python -m module COURSE *args RESULT` in a session of its own, killed (the whole
+    process group) after `seconds`; (its JSON result or None, whether it was killed)."""
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with tempfile.TemporaryDirectory(prefix="dlcourse-result-") as tmp:
+        result_path = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", module, str(course.root), *args, str(result_path)]
+        timed_out = False
+        with log_path.open("ab" if append else "wb") as log:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=course.root,
+                env=tool_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                proc.wait(timeout=max(0.0, seconds))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        _truncate(log_path)
+        try:
+            return json.loads(result_path.read_text()), timed_out
+        except (OSError, ValueError):
+            return None, timed_out
+
+
+def autograde_one(course: Course, assignment: str, student: str, wall_clock: float) -> Outcome:
+    """Run the child for one student, within `wall_clock` seconds all tries together; its
+    JSON result, or a wall-clock/total failure."""
+    start = time.perf_counter()
+    deadline = time.monotonic() + wall_clock
+    log_path = course.log(assignment, student)
     result: dict = {}
     timed_out = False
     for _ in range(RETRIES + 1):
-        with tempfile.TemporaryDirectory(prefix="dlcourse-result-") as tmp:
-            result_path = Path(tmp) / "result.json"
-            cmd = [sys.executable, "-m", "dlcourse.grader.child"]
-            cmd += [str(course.root), assignment, student, str(result_path)]
-            with log_path.open("wb") as log:
-                proc = subprocess.Popen(
-                    cmd,
-                    cwd=course.root,
-                    env=tool_env(),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-                try:
-                    proc.wait(timeout=wall_clock)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-            _truncate(log_path)
-            try:
-                result = json.loads(result_path.read_text())
-            except (OSError, ValueError):
-                result = {"ok": False, "failures": [], "db_locked": False}
+        left = deadline - time.monotonic()
+        found, timed_out = run_limited(
+            course, "dlcourse.grader.child", [assignment, student], log_path, left, append=False
+        )
+        result = found or {"ok": False, "failures": [], "db_locked": False}
         if timed_out or not result.get("db_locked"):
             break
         time.sleep(1)
@@ -185,13 +235,21 @@ def output_notes(folder: Path) -> list[str]:
 
 
 def grade_student(
-    course: Course, assignment: str, student: str, release: dict[str, nbformat.NotebookNode]
+    course: Course,
+    assignment: str,
+    student: str,
+    release: dict[str, nbformat.NotebookNode],
+    spent: float = 0.0,
+    alone: bool = False,
 ) -> Outcome:
-    """Stage, autograde, and if a cell killed the kernel, skip it and grade the rest."""
+    """Stage, autograde, and if a cell killed the kernel, skip it and grade the rest, all
+    within the student's one wall-clock budget (`spent` of it used by earlier runs). A setup
+    cell that timed out or whose kernel died is the grader's problem: the outcome asks for a
+    retry alone (`retry_alone`); in that retry (`alone`), it means "could not be graded"."""
     start = time.perf_counter()
     try:
         limits = grading_limits(course, assignment)
-        wall_clock = limits.wall_clock(len(release))
+        budget = Budget(limits.wall_clock(len(release)), spent)
         course.staged().mkdir(exist_ok=True, mode=0o700)
         staged = preflight.stage(
             course.submitted(student, assignment),
@@ -199,32 +257,33 @@ def grade_student(
             student,
             release,
             course.release(assignment),
+            intake.Intake.of(course, assignment, student),
         )
         graded = course.autograded(student, assignment)
-        _set_aside(graded, set_aside(course, assignment, student))
-        outcome = autograde_one(course, assignment, student, wall_clock)
-        if not outcome.ok and not outcome.timed_out and not outcome.environment_failure:
-            for name in release:
-                path = staged.folder / f"{name}.ipynb"
-                index = find_crashing_cell(course, assignment, path) if path.exists() else None
-                if index is None:
-                    continue
-                neutralise_cell(
-                    path,
-                    index,
-                    "This cell stopped the Python kernel or cut it off from the grader (for "
-                    "example os._exit, a fork bomb, a crash in native code or a resource "
-                    f"limit); it was not run so that the rest of '{name}.ipynb' could be graded.",
-                )
-                staged.notes.append(
-                    f"cell {index} of '{name}.ipynb' crashed the kernel or cut it off from the "
-                    f"grader; it was skipped and scored as failing, the rest was graded"
-                )
-            outcome = autograde_one(course, assignment, student, wall_clock)
+        if alone:  # the copy set aside by the parallel run is the student's last graded one
+            shutil.rmtree(graded, ignore_errors=True)
+        else:
+            _set_aside(graded, set_aside(course, assignment, student))
+        outcome = autograde_one(course, assignment, student, budget.left())
+        stopped = _setup_stopped(outcome)
+        if not (outcome.ok or outcome.timed_out or outcome.environment_failure or stopped):
+            found = _skip_crashing_cells(course, assignment, student, release, staged, budget)
+            if found:  # the kernel died in a setup cell
+                stopped = found
+            elif found is None or budget.left() <= 0:
+                outcome.timed_out = True
+            else:
+                outcome = autograde_one(course, assignment, student, budget.left())
+                stopped = _setup_stopped(outcome)
+        if stopped and not outcome.environment_failure:
+            outcome.ok, outcome.retry_alone = False, stopped
+            outcome.notes = staged.notes + [_not_graded(stopped) if alone else stopped]
+            outcome.seconds = budget.spent() - spent
+            return outcome
         if outcome.environment_failure:  # the run is undone as a whole (autograde_all)
-            failure = outcome.environment_failure[:300]
+            failure = printable(outcome.environment_failure, 300)
             outcome.notes = [f"not graded: the grading environment failed ({failure})"]
-            outcome.seconds = time.perf_counter() - start
+            outcome.seconds = budget.spent() - spent
             return outcome
         graded_by_nbgrader = outcome.ok
         outcome.notes = staged.notes + output_notes(graded)
@@ -236,25 +295,84 @@ def grade_student(
                 f"on your answers; an instructor will look at it"
             )
         if outcome.timed_out:
-            outcome.notes = staged.notes + [
-                f"grading stopped after {wall_clock} s, the limit for the whole submission; "
-                f"it was not graded: ask your instructor"
-            ]
+            outcome.notes = staged.notes + [budget.note()]
         elif not graded_by_nbgrader:
             errors = ", ".join(sorted({f["error"] for f in outcome.failures})) or "no result"
             outcome.notes = staged.notes + [
-                f"autograding failed ({errors}): your submission could not be graded; an "
-                f"instructor will look at it"
+                f"autograding failed ({printable(errors, 200)}): your submission could not be "
+                f"graded; an instructor will look at it"
             ]
     except Exception as err:  # noqa: BLE001 - one student's failure never stops the class
         outcome = Outcome(
             student,
             False,
             0.0,
-            notes=[f"could not be graded: {type(err).__name__}: {str(err)[:300]}"],
+            notes=[f"could not be graded: {type(err).__name__}: {printable(err, 300)}"],
         )
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _setup_stopped(outcome: Outcome) -> str:
+    """Why a run stopped on a setup cell that ran past its time limit (`decide`), or ""."""
+    for failure in outcome.failures:
+        if failure.get("error") == SetupCellStopped.__name__:
+            return printable(failure.get("message", ""), 300)
+    return ""
+
+
+def _skip_crashing_cells(
+    course: Course,
+    assignment: str,
+    student: str,
+    release: dict[str, nbformat.NotebookNode],
+    staged: preflight.Staged,
+    budget: Budget,
+) -> str | None:
+    """Find, in each notebook, the cell that killed the kernel and neutralise it, with a note;
+    "why" instead when that cell is a setup cell (the grader's problem: nothing is changed).
+    None when the budget ran out meanwhile (`budget.left()` says so)."""
+    for name in release:
+        path = staged.folder / f"{name}.ipynb"
+        if not path.exists():
+            continue
+        found, killed = run_limited(
+            course,
+            "dlcourse.grader.crash",
+            [assignment, str(path)],
+            course.log(assignment, student),
+            budget.left(),
+            append=True,
+        )
+        if killed:
+            return None
+        index = (found or {}).get("cell")
+        if not isinstance(index, int):
+            continue
+        if (setup := is_setup_cell(path, index)) is not None:
+            return f"the kernel died in the course's setup cell {quoted(setup)} of '{name}.ipynb'"
+        neutralise_cell(
+            path,
+            index,
+            "This cell stopped the Python kernel or cut it off from the grader (for "
+            "example os._exit, a fork bomb, a crash in native code or a resource "
+            f"limit); it was not run so that the rest of '{name}.ipynb' could be graded.",
+        )
+        staged.notes.append(
+            f"cell {index} of '{name}.ipynb' crashed the kernel or cut it off from the "
+            f"grader; it was skipped and scored as failing, the rest was graded"
+        )
+    return ""
+
+
+def _not_graded(why: str) -> str:
+    """The note for a student whose setup cell stopped beside other students and alone."""
+    return (
+        f"could not be graded: {why}, both while graded beside other students and again "
+        f"alone. This is a problem of the grading machine (overloaded?) or of code run before "
+        f"that cell, not a verdict on your answers: no grade was written for this run, and an "
+        f"instructor will look at it"
+    )
 
 
 def set_aside(course: Course, assignment: str, student: str) -> Path:
@@ -318,12 +436,13 @@ def autograde_all(
     for done, outcome in enumerate(results, 1):
         outcomes.append(outcome)
         bar = "#" * (20 * done // len(students))
-        status = "ok" if outcome.ok else "FAILED"
+        status = "ok" if outcome.ok else "to grade again alone" if outcome.retry_alone else "FAILED"
         progress(
             f"  [{bar:<20}] {done}/{len(students)} {assignment} {outcome.student}: "
             f"{status} ({outcome.seconds:.1f} s)"
         )
         sys.stdout.flush()
+    outcomes = _retry_alone(course, assignment, outcomes, release, progress)
     broken = [o for o in outcomes if o.environment_failure]
     if not broken and any(not o.ok for o in outcomes):
         # Some submissions could not be graded (a kernel that would not start, a grading
@@ -343,6 +462,12 @@ def autograde_all(
             f"submission(s) ({where}); the gradebook and the graded copies were put back as "
             f"they were before this run"
         )
+    for outcome in outcomes:  # not graded: the last graded copy stays as it was
+        if outcome.retry_alone:
+            aside = set_aside(course, assignment, outcome.student)
+            _put_back(
+                aside if aside.is_dir() else None, course.autograded(outcome.student, assignment)
+            )
     for student in students:
         shutil.rmtree(set_aside(course, assignment, student), ignore_errors=True)
     failed = [o.student for o in outcomes if not o.ok]
@@ -353,6 +478,33 @@ def autograde_all(
         f"for the report; {time.perf_counter() - start:.0f} s with {where}"
     )
     return sorted(outcomes, key=lambda o: o.student)
+
+
+def _retry_alone(
+    course: Course,
+    assignment: str,
+    outcomes: list[Outcome],
+    release: dict[str, nbformat.NotebookNode],
+    progress: Callable[[str], None],
+) -> list[Outcome]:
+    """Grade again, one at a time after the parallel run, every student whose run stopped for
+    the grader's reason (a setup cell that timed out or whose kernel died, typically a starved
+    machine) or on an environment failure, within what is left of each one's budget. An
+    environment failure that happens again alone is the environment's: the rest are left."""
+    retried = []
+    for outcome in outcomes:
+        why = outcome.retry_alone or outcome.environment_failure
+        if not why or any(o.environment_failure for o in retried):
+            retried.append(outcome)
+            continue
+        progress(f"  {assignment} {outcome.student}: graded again, alone ({printable(why, 200)})")
+        again = grade_student(
+            course, assignment, outcome.student, release, spent=outcome.seconds, alone=True
+        )
+        status = "ok" if again.ok else "could not be graded" if again.retry_alone else "FAILED"
+        progress(f"  {assignment} {outcome.student}: {status} alone ({again.seconds:.1f} s)")
+        retried.append(again)
+    return retried
 
 
 def _undo(course: Course, assignment: str, students: list[str], backup: Path | None) -> None:

@@ -9,8 +9,20 @@
   sized from the reference's own time for it (`timeout_factor` times, at least
   `timeout_floor` seconds, at most nbgrader's `timeout`), so a runaway cell costs seconds,
   not minutes;
-- drops any single output larger than `max_output_kb` (a generated 50 MB image, one endless
-  line), leaving a line that says so;
+- keeps of the kernel's messages only what the output budgets allow (`max_output_kb` per
+  output, `max_cell_kb` per cell, `max_notebook_kb` per notebook; `dlcourse.grader.budget`),
+  counted before anything is kept, whatever the message: streams, displays, results, errors
+  (cut to `max_error_chars`, and past the budget kept only as a one-line error, a few per
+  cell, since an error is what fails a test), display updates that rewrite earlier outputs,
+  and nbgrader's copy of an error reply; cleared outputs give their bytes back. Comm messages
+  (widgets) are kept nowhere: a graded notebook needs no widget state. A cell that lost
+  outputs ends with a line that says so;
+- reads a cell's messages to their end (the kernel's "idle") for up to the cell's own time
+  limit after its reply, however many it sent: a flood still arriving after the reply costs
+  that cell's outputs (the line above), not the notebook (nbgrader's Execute waits 4 s, then
+  stops the notebook as if the kernel were cut off). Past that wait, or 4 s after a cell that
+  never replied, `CellTimeoutError`: the kernel is cut off (or forged a reply), and the crash
+  locator skips that cell;
 - enforces a wall-clock limit for the whole notebook: once it is spent, the remaining cells
   are not run and carry an error saying why;
 - stops the kernel at once when the notebook is done: a grading kernel has nothing to save,
@@ -36,18 +48,26 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Float, Int, default
 
+from dlcourse.grader.budget import OutputBudget, footprint, output_size
 from dlcourse.grader.sandbox import Limits, SandboxedKernelManager, limits_for, protections
+from dlcourse.grader.sanitize import is_locked
 
 TIME_LIMIT_ERROR = "NotebookTimeLimitError"
 OUTPUT_REMOVED = "output removed by the grader"
-
-
-def _size(content: dict) -> int:
-    """Bytes an output would take, without serialising it."""
-    if "text" in content:
-        return len(str(content["text"]))
-    data = content.get("data") or {}
-    return sum(len(str(v)) for v in data.values()) + len(str(content.get("metadata", "")))
+# The kernel messages whose content can reach the notebook; any other (comm messages and
+# widget state included) is kept nowhere.
+HANDLED_MESSAGES = frozenset(
+    {
+        "status", "execute_input", "clear_output", "stream", "display_data",
+        "execute_result", "error", "update_display_data",
+    }
+)  # fmt: skip
+ERRORS_PAST_BUDGET = 3  # one-line errors a cell keeps once its budget is spent
+NAME_CHARS = 200  # an error's name, a display id
+# Outputs one display id keeps up to date: each update rewrites all of them (nbclient), so a
+# cell showing one id thousands of times would cost the grader time quadratic in their number.
+# Past this, a new output with that id is kept as shown and no longer updated.
+OUTPUTS_PER_DISPLAY_ID = 100
 
 
 def error_output(ename: str, message: str) -> NotebookNode:
@@ -118,9 +138,21 @@ class SandboxedExecute(Execute):
         self._active = Limits()
         self._reference_seconds: dict[str, float] = {}
         self.crashed_cell: int | None = None
-        self._notebook_bytes = 0
-        self._cell_bytes = 0
+        self._budget = self._new_budget()
+        self._errors_past_budget: dict[int, int] = {}
         self._dropped: list[int] = []
+        self._malformed = 0  # the running cell's messages that could not be read
+        self._no_reply_wait = self.iopub_timeout  # for a cell's last messages, after no reply
+
+    @default("store_widget_state")
+    def _store_widget_state_default(self) -> bool:
+        return False
+
+    def _new_budget(self) -> OutputBudget:
+        kb = 1024
+        return OutputBudget(
+            self.max_output_kb * kb, self.max_cell_kb * kb, self.max_notebook_kb * kb
+        )
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
         info = (resources or {}).get("nbgrader", {})
@@ -128,7 +160,8 @@ class SandboxedExecute(Execute):
         self._active = limits_for(assignment, Limits(**self.limits), self.per_assignment)
         self._deadline = time.monotonic() + self._active.notebook_seconds
         self._reference_seconds = self._reference_times(assignment, info.get("notebook"))
-        self._notebook_bytes = 0
+        self._budget = self._new_budget()
+        self._errors_past_budget = {}
         # Said in every log that grades (formgrader's Autograde button included).
         what = (
             f"Grading {info['student']}"
@@ -189,7 +222,9 @@ class SandboxedExecute(Execute):
                 )
             ]
             return cell
-        self._cell_bytes, self._dropped = 0, []
+        self._dropped, self._malformed = [], 0
+        # A replied cell's messages are read to their end for up to its own time limit.
+        self.iopub_timeout = max(self._no_reply_wait, self._get_timeout(cell) or 0)
         try:
             cell = await super().async_execute_cell(
                 cell, cell_index, execution_count, store_history
@@ -199,36 +234,145 @@ class SandboxedExecute(Execute):
                 self.crashed_cell = cell_index
             raise
         finally:
-            self._say_what_was_dropped(cell)
+            self._say_what_was_dropped(cell, cell_index)
         return cell
 
-    def output(self, outs, msg, display_id, cell_index):
-        """Every output as it arrives: errors are kept (cut to size), others only while the
-        output, cell and notebook budgets allow; nothing over budget is ever stored."""
-        content = msg.get("content") or {}
-        if msg.get("msg_type") == "error":
-            self._cut_error(content)
-            return super().output(outs, msg, display_id, cell_index)
-        size = _size(content)
-        over = (
-            size > self.max_output_kb * 1024
-            or self._cell_bytes + size > self.max_cell_kb * 1024
-            or self._notebook_bytes + size > self.max_notebook_kb * 1024
-        )
-        if over:
-            self._dropped.append(size)
+    async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
+        """No reply within the cell's time limit: the kernel may be cut off from the grader,
+        so only nbgrader's short wait for its last messages."""
+        self.iopub_timeout = self._no_reply_wait
+        return await super()._async_handle_timeout(timeout, cell)
+
+    # --- every kernel message that could be kept passes through here ----------------------
+
+    def process_message(self, msg: dict, cell: NotebookNode, cell_index: int):
+        """Only the message types that make outputs, well formed; a forged or malformed one
+        (a text execution count, a display id that is not a short string, missing fields) is
+        dropped rather than stopping the notebook."""
+        content = msg.get("content")
+        if msg.get("msg_type") not in HANDLED_MESSAGES or not isinstance(content, dict):
             return None
-        self._cell_bytes += size
-        self._notebook_bytes += size
-        return super().output(outs, msg, display_id, cell_index)
+        if not isinstance(content.get("execution_count", 0), (int, type(None))):
+            content["execution_count"] = None
+        transient = content.get("transient")
+        if transient is not None:  # only its display id is used, and only a short string
+            display_id = transient.get("display_id") if isinstance(transient, dict) else None
+            valid = isinstance(display_id, str) and len(display_id) <= NAME_CHARS
+            content["transient"] = {"display_id": display_id} if valid else {}
+        try:
+            return super().process_message(msg, cell, cell_index)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            if not self._malformed:  # said once per cell: a flood of them floods no log
+                self.log.warning("ignored malformed %s message(s) from the kernel", msg["msg_type"])
+            self._malformed += 1
+            return None
+
+    def output(self, outs, msg, display_id, cell_index):
+        """A new output: kept only if it fits the budgets (an error: see `_admit_error`)."""
+        if self.clear_before_next_output:  # a clear_output(wait=True) waiting for this
+            self._clear(outs, cell_index)
+            self.clear_before_next_output = False
+        content = msg["content"]
+        if msg["msg_type"] == "error":
+            if not self._admit_error(content, cell_index):
+                return None
+        else:  # a stream, a display, a result
+            size = output_size(content)
+            if not self._fits({cell_index: size}, size):
+                self._dropped.append(size)
+                return None
+        if display_id and self._shown_with(display_id) >= OUTPUTS_PER_DISPLAY_ID:
+            display_id = None
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is not None:
+            self._budget.charge(cell_index, output_size(out))
+        return out
+
+    def _shown_with(self, display_id: str) -> int:
+        return sum(map(len, self._display_id_map.get(display_id, {}).values()))
+
+    def clear_output(self, outs, msg, cell_index):
+        if (msg.get("content") or {}).get("wait"):
+            self.clear_before_next_output = True
+        else:
+            self._clear(outs, cell_index)
+
+    def _clear(self, outs: list, cell_index: int) -> None:
+        self._budget.charge(cell_index, -sum(output_size(out) for out in outs))
+        outs[:] = []
+        self.clear_display_id_mapping(cell_index)
+
+    def _update_display_id(self, display_id: str, msg: dict) -> None:
+        """A display update rewrites every output shown with that id, in any cell: each of
+        them is counted, in its own cell."""
+        content = msg["content"]
+        new = footprint([content.get("data", {}), content.get("metadata", {})])
+        changes: dict[int, int] = {}
+        # An update gives every output it rewrites the same objects: each is counted once.
+        sizes: dict[tuple[int, int], int] = {}
+        for index, positions in self._display_id_map.get(display_id, {}).items():
+            outputs = self.nb.cells[index].outputs
+            for position in positions:
+                data, metadata = outputs[position].get("data"), outputs[position].get("metadata")
+                key = (id(data), id(metadata))
+                if key not in sizes:
+                    sizes[key] = footprint([data, metadata])
+                changes[index] = changes.get(index, 0) + new - sizes[key]
+        if not changes:
+            return
+        if not self._fits(changes, new):
+            self._dropped.append(new * self._shown_with(display_id))
+            return
+        super()._update_display_id(display_id, msg)
+        for index, change in changes.items():
+            self._budget.charge(index, change)
+
+    def on_cell_executed(self, **kwargs: Any) -> None:
+        """nbgrader adds the execute reply's error when no error output has its name (the
+        kernel's display of it was suppressed or dropped): cut and counted like any error."""
+        cell, reply = kwargs["cell"], kwargs.get("execute_reply") or {}
+        content = reply.get("content") or {}
+        if content.get("status") == "error":
+            self._cut_error(content)
+        before = len(cell.outputs)
+        super().on_cell_executed(**kwargs)
+        added = cell.outputs[before:]
+        del cell.outputs[before:]
+        for out in added:
+            if self._admit_error(out, kwargs["cell_index"]):
+                cell.outputs.append(out)
+                self._budget.charge(kwargs["cell_index"], output_size(out))
+
+    def _fits(self, changes: dict[int, int], largest: int) -> bool:
+        course_cells = all(is_locked(self.nb.cells[index]) for index in changes)
+        return self._budget.fits(changes, largest, course_cells)
+
+    def _admit_error(self, error: dict, cell_index: int) -> bool:
+        """Cut an error to size; past the budget, keep it as one line (an error is what fails
+        a test, and names what went wrong), at most ERRORS_PAST_BUDGET per cell."""
+        self._cut_error(error)
+        size = output_size(error)
+        if self._fits({cell_index: size}, size):
+            return True
+        self._dropped.append(size)
+        spent = self._errors_past_budget.get(cell_index, 0)
+        if spent >= ERRORS_PAST_BUDGET:
+            return False
+        self._errors_past_budget[cell_index] = spent + 1
+        error["evalue"] = error["evalue"][:NAME_CHARS]
+        error["traceback"] = [f"{error['ename']}: {error['evalue']}"]
+        return True
 
     def _cut_error(self, content: dict) -> None:
         limit = self.max_error_chars
+        content["ename"] = str(content.get("ename", ""))[:NAME_CHARS]
         content["evalue"] = str(content.get("evalue", ""))[:limit]
-        traceback = [str(line)[:limit] for line in content.get("traceback", [])]
-        content["traceback"] = traceback[:50] + (["..."] if len(traceback) > 50 else [])
+        traceback = content.get("traceback")
+        traceback = traceback if isinstance(traceback, list) else [str(traceback or "")]
+        lines = [str(line)[:limit] for line in traceback[:50]]
+        content["traceback"] = lines + (["..."] if len(traceback) > 50 else [])
 
-    def _say_what_was_dropped(self, cell: NotebookNode) -> None:
+    def _say_what_was_dropped(self, cell: NotebookNode, cell_index: int) -> None:
         if not self._dropped:
             return
         megabytes = sum(self._dropped) / 2**20
@@ -239,7 +383,12 @@ class SandboxedExecute(Execute):
             f"the limits are {self.max_output_kb} KB per output, {self.max_cell_kb} KB per "
             f"cell and {self.max_notebook_kb} KB per notebook]\n",
         )
+        # First, where nbgrader's LimitOutput (which drops streams past its line count) keeps
+        # it; display ids of this cell point at outputs by position: one further now.
         cell.outputs = [note, *cell.get("outputs", [])]
+        for cell_map in self._display_id_map.values():
+            if cell_index in cell_map:
+                cell_map[cell_index] = [position + 1 for position in cell_map[cell_index]]
         self._dropped = []
 
     # NotebookClient binds its synchronous wrapper to its own coroutine: bind ours.

@@ -13,11 +13,15 @@ What nbgrader 0.9 does by itself, measured on this course:
 
 Only regular files are staged, read without following links: a symlink (to `source/`, to
 `/etc/shadow`, to another student's notebook), a device, a FIFO, a socket or a folder is
-refused with a note, and so is anything over the size budget. Only the assignment's notebooks
+refused with a note, and so is anything over the course's size limit for one file (the same
+limit collect applies, `dlcourse.grader.intake`). Only the assignment's notebooks
 and nbgrader's timestamp are taken from the submission; files handed out with the assignment
 come from `release/` (a `numpy.py` next to a notebook never reaches the kernel). The nbgrader
 metadata of every cell is reset from the release (a test cell flipped to `solution`, an extra
-graded cell with an unknown id, `"nbgrader": null`), with a note.
+graded cell with an unknown id, `"nbgrader": null`), with a note. A notebook that carries the
+master copy's own content (its solution/hidden-test markers or hidden tests) is refused with a
+note and graded as unanswered, however it reached `submitted/`; collect's notes (lateness,
+files refused at collect) are added to the student's.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse.grader.cells import grade_id, is_test
+from dlcourse.grader.cells import grade_id, is_answer, is_test
+from dlcourse.grader.intake import Intake, master_content_in, over_limit
+from dlcourse.grader.quoting import printable, quoted
 
-MAX_NOTEBOOK_BYTES = 32 * 2**20  # a notebook with outputs; more is not homework
 MAX_FILES = 100  # entries looked at in one submission folder
 TIMESTAMP = "timestamp.txt"
 # Written by nbgrader itself into every submission; not the student's, not graded, but staged:
@@ -54,18 +59,13 @@ def _read_json(path: Path) -> tuple[nbformat.NotebookNode | None, str | None]:
         text = path.read_text(encoding="utf-8")
         raw = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        return None, f"{type(err).__name__}: {str(err)[:200]}"
+        return None, f"{type(err).__name__}: {printable(err, 200)}"
     try:
         nb = nbformat.reads(json.dumps(raw), as_version=4)
         nbformat.validate(nb)
         return nb, None
     except Exception as err:  # noqa: BLE001 - any nbformat failure means "not a notebook"
-        return None, f"not a Jupyter notebook ({type(err).__name__}: {str(err)[:200]})"
-
-
-def printable(name: str) -> str:
-    """A file name a student chose, safe to quote in a note (no control characters)."""
-    return "".join(ch if ch.isprintable() else "?" for ch in name)[:120]
+        return None, f"not a Jupyter notebook ({type(err).__name__}: {printable(err, 200)})"
 
 
 def _copy_regular(source: Path, target: Path, budget: int) -> str | None:
@@ -80,15 +80,15 @@ def _copy_regular(source: Path, target: Path, budget: int) -> str | None:
         return "is not a regular file"
     with os.fdopen(fd, "rb") as fh:
         if info.st_size > budget:
-            return f"is {info.st_size / 2**20:.1f} MB, over the {budget / 2**20:.0f} MB limit"
+            return over_limit(info.st_size, budget)
         data = fh.read(budget + 1)
     if len(data) > budget:
-        return f"is over the {budget / 2**20:.0f} MB limit"
+        return over_limit(None, budget)
     target.write_bytes(data)
     return None
 
 
-def _take_files(submitted: Path, staged: Path, release_names: set[str]) -> list[str]:
+def _take_files(submitted: Path, staged: Path, release_names: set[str], budget: int) -> list[str]:
     """Stage the submission's notebooks, timestamp and secret; say what was refused."""
     notes: list[str] = []
     if submitted.is_symlink() or not submitted.is_dir():
@@ -107,7 +107,7 @@ def _take_files(submitted: Path, staged: Path, release_names: set[str]) -> list[
             if entry.name not in release_names | NBGRADER_FILES:
                 notes.append(f"'{name}' is not part of the assignment and was ignored")
             continue
-        reason = _copy_regular(Path(entry.path), staged / entry.name, MAX_NOTEBOOK_BYTES)
+        reason = _copy_regular(Path(entry.path), staged / entry.name, budget)
         if reason:
             notes.append(f"'{name}' {reason}; it was not graded")
     if len(entries) > MAX_FILES:
@@ -191,22 +191,64 @@ def _restore_locked(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -
     return notes
 
 
+def _unanswered(path: Path, release_nb: nbformat.NotebookNode) -> bool:
+    """No answer cell of the staged notebook differs from the release's (as handed out)."""
+    nb, _ = _read_json(path)
+    if nb is None:
+        return True
+    handed_out = {grade_id(c): c.source.strip() for c in release_nb.cells if is_answer(c)}
+    answers = [c for c in nb.cells if is_answer(c)]
+    return all(handed_out.get(grade_id(c)) == c.source.strip() for c in answers)
+
+
+def _ungraded_notebooks(staged: Path, release: dict[str, nbformat.NotebookNode]) -> list[str]:
+    """A note naming every notebook of the submission that is not one of the assignment's
+    (a worked copy: `ws01_tensors-Copy1.ipynb`, `Untitled.ipynb`, a renamed copy), which is
+    then removed from staging. Never graded in place of the expected notebook: with both
+    submitted, which one holds the student's work is a guess (README)."""
+    extra = sorted(p for p in staged.glob("*.ipynb") if p.stem not in release)
+    if not extra:
+        return []
+    names = ", ".join(quoted(p.name) for p in extra[:5])
+    if len(extra) > 5:
+        names += f" and {len(extra) - 5} more"
+    expected = ", ".join(f"'{name}.ipynb'" for name in release)
+    which = "was" if len(extra) == 1 else "were"
+    only = "is" if len(release) == 1 else "are"
+    note = f"you also submitted {names}, which {which} not graded: only {expected} {only}"
+    empty = [f"'{n}.ipynb'" for n, nb in release.items() if _unanswered(staged / f"{n}.ipynb", nb)]
+    if empty:
+        note += (
+            f"; {', '.join(empty)} has none of your answers (it is as handed out), so if you "
+            f"worked in another notebook, tell your instructor, who can grade it"
+        )
+    else:
+        note += "; if your work is in another notebook, tell your instructor"
+    for path in extra:
+        path.unlink()
+    return [note]
+
+
 def stage(
     submitted: Path,
     staged: Path,
     student: str,
     release: dict[str, nbformat.NotebookNode],
     release_dir: Path | None = None,
+    intake: Intake | None = None,
 ) -> Staged:
-    """Copy `submitted` to `staged`, repairing what would otherwise lose marks or work."""
+    """Copy `submitted` to `staged`, repairing what would otherwise lose marks or work.
+    `intake` (`Intake.of(course, ...)`): the master notebooks, collect's notes about this
+    submission and the course's size limit for one file."""
+    intake = intake or Intake()
     if staged.exists():
         shutil.rmtree(staged)
     staged.mkdir(parents=True, mode=0o700)
-    result = Staged(student, staged)
+    result = Staged(student, staged, list(intake.notes))
     names = (
         {p.name for p in release_dir.iterdir()} if release_dir and release_dir.is_dir() else set()
     )
-    result.notes += _take_files(submitted, staged, names)
+    result.notes += _take_files(submitted, staged, names, intake.max_bytes)
     if release_dir is not None:
         _handouts(release_dir, staged)
     present = {p.name: p for p in staged.glob("*.ipynb")}
@@ -237,7 +279,16 @@ def stage(
             )
             nbformat.write(release_nb, path)
             continue
+        if name in intake.master and (leak := master_content_in(nb, intake.master[name])):
+            result.notes.append(
+                f"'{name}.ipynb' was refused: {leak}, content only the instructors' copy has "
+                f"(not your own work); it was graded as unanswered. Your original file is kept "
+                f"unchanged and an instructor will look at it."
+            )
+            nbformat.write(release_nb, path)
+            continue
         notes = _repair_metadata(nb, release_nb) + _dedupe(nb) + _restore_locked(nb, release_nb)
         result.notes += notes
         nbformat.write(nb, path)
+    result.notes += _ungraded_notebooks(staged, release)
     return result

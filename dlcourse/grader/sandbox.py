@@ -4,7 +4,8 @@ Each kernel nbgrader starts to autograde a submission is wrapped, where the mach
 
 - **bubblewrap** (`bwrap`, Debian package `bubblewrap`): a new mount namespace in which the
   kernel sees the system and the Python environment read-only, the data sets read-only, a
-  private `/tmp`, and its own scratch directory mounted over its working directory. The
+  private writable `/tmp` (a size-limited tmpfs owned by the kernel's user) and `HOME`, and
+  its own scratch directory mounted over its working directory. The
   course directory (`source/`, `gradebook.db`, `submitted/`, the exchange, other students'
   work) simply does not exist in there. We chose bubblewrap over plain `unshare` + bind mounts
   because it is one small setuid-free binary that builds the whole view declaratively, kills
@@ -17,6 +18,9 @@ Each kernel nbgrader starts to autograde a submission is wrapped, where the mach
   a written file. The process limit counts per user, so as root the kernel also drops to an
   unprivileged user of its own (`setpriv`) — root ignores RLIMIT_NPROC, and the limit counts
   all processes of a user;
+- a **CPU and memory budget per kernel** (cgroups, `dlcourse.grader.cgroups`): a CPU quota
+  and a memory limit for the kernel's whole process tree, so a kernel that forks spinning or
+  allocating processes slows and starves only itself, not the kernel graded beside it;
 - a **wall-clock limit per notebook**, on top of nbgrader's per-cell timeout
   (`SandboxedExecute`, below).
 
@@ -43,6 +47,7 @@ from typing import Any
 from jupyter_client.manager import AsyncKernelManager
 
 from dlcourse import settings
+from dlcourse.grader import cgroups
 
 SANDBOX_ENV = settings.SANDBOX  # "0" turns the sandbox off: refused unless explicitly allowed
 # As root, each kernel runs as a user of its own, picked at random from this range: the
@@ -61,6 +66,11 @@ class Limits:
     open_files: int = 1024
     file_size_mb: int = 256  # the largest file the kernel may write
     notebook_seconds: int = 300  # wall clock for one notebook, all cells together
+    tmp_mb: int = 512  # the kernel's private /tmp (a tmpfs: memory, counted here)
+    # Wall clock for one student, every run of their submission together (autograde, crash
+    # locator, re-grade, retry alone); 0: derived from notebook_seconds (driver.GradingLimits).
+    grading_seconds: int = 0
+    cpus: float = 1.0  # CPU quota of the kernel's whole process tree (with cgroups)
 
 
 @dataclass(frozen=True)
@@ -72,6 +82,7 @@ class Protections:
     own_user: bool  # each kernel runs as a user of its own (only possible as root)
     how: str
     missing: tuple[str, ...] = field(default_factory=tuple)
+    cgroup: str = ""  # "v2"/"v1": each kernel has a CPU and memory budget; "": none
 
     _LABELS = {
         "filesystem": "filesystem isolation",
@@ -79,15 +90,25 @@ class Protections:
         "pid_namespace": "process isolation",
         "limits": "resource limits",
         "own_user": "a user of its own per kernel (else the process limit is shared)",
+        "budget": "CPU and memory budget per kernel",
     }
 
     @property
+    def budget(self) -> bool:
+        return bool(self.cgroup)
+
+    def _label(self, key: str) -> str:
+        if key != "budget":
+            return self._LABELS[key]
+        return f"{self._LABELS[key]}: " + (f"cgroup {self.cgroup}" if self.cgroup else "none")
+
+    @property
     def off(self) -> list[str]:
-        return [label for key, label in self._LABELS.items() if not getattr(self, key)]
+        return [self._label(key) for key in self._LABELS if not getattr(self, key)]
 
     @property
     def on(self) -> list[str]:
-        return [label for key, label in self._LABELS.items() if getattr(self, key)]
+        return [self._label(key) for key in self._LABELS if getattr(self, key)]
 
     @property
     def isolated(self) -> bool:
@@ -97,7 +118,7 @@ class Protections:
     def summary(self) -> str:
         """Per protection what is on and off; "OFF" only when student code is not isolated."""
         if not self.off:
-            return f"sandbox: all protections on ({self.how})"
+            return f"sandbox: all protections on ({self.how}; {self._label('budget')})"
         state = "on" if self.isolated else "OFF, student code is not isolated from the course"
         text = f"sandbox: {state} ({self.how}); on: {', '.join(self.on) or 'nothing'}"
         text += f"; off: {', '.join(self.off)}"
@@ -111,6 +132,13 @@ class Protections:
             return (
                 "WARNING: student code runs without filesystem isolation (see above): it can "
                 "read the course, the hidden tests and this process's environment"
+            )
+        if not self.budget:
+            return (
+                "WARNING: no CPU and memory budget per kernel (no usable cgroups, see above): "
+                "kernels graded side by side share this machine's CPUs and memory, so a "
+                "submission that forks many busy processes can slow its neighbours down until "
+                "their cells time out (each process still has its own limits)"
             )
         return None
 
@@ -156,7 +184,8 @@ def protections() -> Protections:
     bwrap = shutil.which("bwrap")
     prlimit = shutil.which("prlimit")
     setpriv = shutil.which("setpriv")
-    bwrap_ok = bool(bwrap) and _works([bwrap, *_bwrap_base(), "--", "true"])
+    probe = [bwrap, *_bwrap_base(Limits().tmp_mb * 2**20), "--", "true"] if bwrap else []
+    bwrap_ok = bool(bwrap) and _works(probe)
     if not bwrap:
         missing.append("install bubblewrap (apt-get install bubblewrap)")
     elif not bwrap_ok:
@@ -168,6 +197,9 @@ def protections() -> Protections:
     if not limits:
         missing.append("install util-linux (prlimit)")
     drop = root and bool(setpriv) and bwrap_ok
+    hierarchy, no_cgroup = cgroups.available()
+    if hierarchy is None:
+        missing.append(f"no CPU and memory budget per kernel ({no_cgroup})")
     how = (
         "bubblewrap" if bwrap_ok else f"unshare {' '.join(unshare_flags)}" if unshare_ok else "none"
     )
@@ -179,12 +211,17 @@ def protections() -> Protections:
         own_user=drop,
         how=how,
         missing=tuple(missing),
+        cgroup=hierarchy.version if hierarchy else "",
     )
 
 
-def _bwrap_base() -> list[str]:
+def _bwrap_base(tmp_bytes: int | None = None) -> list[str]:
+    """bwrap's namespaces and system mounts; a private /tmp of `tmp_bytes` (a tmpfs, mode
+    0700; as root, `wrap_command` hands it to the kernel's user before dropping to it)."""
     args = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     args += ["--die-with-parent", "--new-session", "--dev", "/dev", "--proc", "/proc"]
+    if tmp_bytes:
+        args += ["--perms", "0700", "--size", str(tmp_bytes)]
     args += ["--tmpfs", "/tmp"]
     for path in SYSTEM_DIRS:
         if os.path.exists(path):
@@ -372,11 +409,13 @@ def wrap_command(
         if drops_privileges(prot):
             drop = [shutil.which("setpriv") or "setpriv", f"--reuid={uid}"]
             drop += [f"--regid={uid}", "--clear-groups", "--"]
-            inner = drop + inner
+            # /tmp becomes the kernel user's own (a tmpfs is made root's), then root is dropped.
+            own_tmp = 'chown "$0:$0" /tmp && exec "$@"'
+            inner = [shutil.which("sh") or "/bin/sh", "-c", own_tmp, str(uid), *drop, *inner]
         mounts = [("--ro-bind", source, dest) for source, dest in readable_mounts()]
         mounts += [("--bind", scratch.workdir, cwd)]
         mounts += [("--bind", path, path) for path in (scratch.home, scratch.ipc)]
-        outer = [shutil.which("bwrap") or "bwrap", *_bwrap_base()]
+        outer = [shutil.which("bwrap") or "bwrap", *_bwrap_base(limits.tmp_mb * 2**20)]
         outer += _parent_dirs([dest for _, _, dest in mounts])
         for how, source, dest in mounts:
             outer += [how, str(source), str(dest)]
@@ -423,10 +462,43 @@ class SandboxedKernelManager(AsyncKernelManager):
         # descriptors (what ipykernel does not forward) never reaches the grader's memory.
         kw["env"] = {"PATH": env.get("PATH", os.defpath)}
         kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
-        return cmd, kw
+        return self._enter_budget(cmd, prot), kw
+
+    def _enter_budget(self, cmd: list[str], prot: Protections) -> list[str]:
+        """`cmd`, made to start in a cgroup of its own with this kernel's CPU and memory
+        budget. Fails safe: where the cgroup cannot be made, the kernel runs with its
+        per-process limits only, and the log says so."""
+        self._budget_group = None
+        hierarchy, _ = cgroups.available()
+        if not prot.cgroup or hierarchy is None:
+            return cmd
+        budget = cgroups.Budget(
+            self.limits.cpus, self.limits.memory_mb * 2**20, self.limits.processes
+        )
+        try:
+            self._budget_group = hierarchy.create(budget)
+        except cgroups.CgroupError as err:
+            self.log.warning("this kernel runs without its CPU and memory budget: %s", err)
+            return cmd
+        return self._budget_group.join_command(cmd)
+
+    async def _async_post_start_kernel(self, **kw: Any) -> None:
+        await super()._async_post_start_kernel(**kw)
+        group, pid = getattr(self, "_budget_group", None), getattr(self.provisioner, "pid", None)
+        if group is not None and pid is not None and not await group.joined(pid):
+            self.log.warning(
+                "this kernel runs without its CPU and memory budget: not in %s", group.name
+            )
+
+    def _leave_budget(self) -> None:
+        """Kill whatever the kernel left running in its cgroup, and remove the cgroup."""
+        group, self._budget_group = getattr(self, "_budget_group", None), None
+        if group is not None:
+            group.remove()
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         await super()._async_cleanup_resources(restart=restart)
+        self._leave_budget()
         scratch = getattr(self, "_scratch", None)
         if scratch is not None and not restart:
             scratch.remove()

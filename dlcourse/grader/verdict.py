@@ -1,16 +1,31 @@
 """Decide a hidden test cell's score in the grader's process, from plain data the kernel recorded.
 
 The student's kernel only reports values (dlcourse.probe); here they are compared with the values
-the reference solution produced in a trusted run, and the cell's outputs are rewritten so that
-nbgrader's determine_grade reads exactly full points or zero.
+the reference solution produced in a trusted run, and the cell's outputs are replaced by the
+grader's verdict alone, so that nbgrader's determine_grade reads exactly full points or zero.
+
+The hidden tests run in the student's kernel, so whatever the kernel produced while running them
+(prints, displays, exception text, the values the student's functions returned) may carry their
+source or their inputs. None of it reaches a notebook: a verdict's messages come in three
+wordings, all made of the grader's fixed phrases filled with what the trusted reference run
+recorded (check names, hints, expected shapes, dtypes, lengths and keys):
+
+- `messages`, for the instructor's grading log: also the student's values, the exception text,
+  counts and differences;
+- `redacted`, for the notebook (formgrader and feedback): nothing taken from the student's
+  kernel, not even a count, and no expected value;
+- `revealed`, for the notebook when `DecideVerdicts.show_hidden_values` is on: the expected
+  values too, still nothing from the kernel.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,9 +60,24 @@ class MethodRule:
 @dataclass
 class Verdict:
     passed: bool
-    messages: list[str]  # full detail, expected values included: for the instructor
+    messages: list[str]  # everything, the kernel's text included: the instructor's log only
     checked: int
-    redacted: list[str] = field(default_factory=list)  # the same, without hidden values
+    redacted: list[str] = field(default_factory=list)  # the grader's phrases, no expected value
+    revealed: list[str] = field(default_factory=list)  # the same with the expected values
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What a message may show: the expected value (from the reference) and the student's
+    (anything the kernel produced: values, exception text, counts, differences)."""
+
+    expected: bool
+    student: bool
+
+
+INSTRUCTOR = Shown(expected=True, student=True)
+REDACTED = Shown(expected=False, student=False)
+REVEALED = Shown(expected=True, student=False)
 
 
 class Malformed(ValueError):
@@ -242,15 +272,17 @@ def _rule(payload: dict) -> MethodRule:
 # --- comparing -------------------------------------------------------------------------------
 
 
-def compare(expected: Probe, got: Probe | None, *, reveal: bool = True) -> str | None:
-    """None when `got` matches `expected`; else a short message. Tolerances come from `expected`."""
+def compare(expected: Probe, got: Probe | None, *, shown: Shown = INSTRUCTOR) -> str | None:
+    """None when `got` matches `expected`; else a short message showing what `shown` allows.
+    Tolerances come from `expected`."""
     if got is None:
         return _with_hint(f"{expected.key}: no value was recorded", expected.hint)
     try:
         want, have = decode(expected.value), decode(got.value)
     except (Malformed, RecursionError) as exc:
-        return _with_hint(f"{expected.key}: malformed value ({exc})", expected.hint)
-    problem = _diff(want, have, expected, reveal)
+        problem = f"malformed value ({exc})" if shown.student else "the value could not be read"
+        return _with_hint(f"{expected.key}: {problem}", expected.hint)
+    problem = _diff(want, have, expected, shown)
     if problem is None:
         return None
     return _with_hint(f"{expected.key}: {problem}", expected.hint)
@@ -260,24 +292,43 @@ def _with_hint(message: str, hint: str) -> str:
     return f"{message} (hint: {hint})" if hint else message
 
 
-def _diff(want: Any, have: Any, exp: Probe, reveal: bool) -> str | None:
+def _diff(want: Any, have: Any, exp: Probe, shown: Shown) -> str | None:
     if isinstance(want, _Error):
-        return f"the reference run failed here ({want.message})"
+        detail = f" ({want.message})" if shown.student else ""
+        return f"the reference run failed here{detail}"
     if isinstance(have, _Error):
-        return f"raised {have.message}"
+        return f"raised {have.message}" if shown.student else _raised(have.message)
     if isinstance(want, np.ndarray):
-        return _diff_array(want, have, exp, reveal)
+        return _diff_array(want, have, exp, shown)
     if isinstance(want, bool):
-        return _diff_exact(want, _as_scalar(have, "b"), reveal)
+        return _diff_exact(want, _as_scalar(have, "b"), shown)
     if want is None or isinstance(want, (str, _Repr)):
-        return _diff_exact(want, have, reveal)
+        return _diff_exact(want, have, shown)
     if isinstance(want, (int, float)):
-        return _diff_number(want, have, exp, reveal)
+        return _diff_number(want, have, exp, shown)
     if isinstance(want, list):
-        return _diff_list(want, have, exp, reveal)
+        return _diff_list(want, have, exp, shown)
     if isinstance(want, dict):
-        return _diff_dict(want, have, exp, reveal)
+        return _diff_dict(want, have, exp, shown)
     return f"cannot compare {type(want).__name__}"
+
+
+def safe_error_name(name: str) -> str:
+    """`name` when it is one of Python's built-in exceptions, else "an exception": the name of
+    an exception raised in the kernel is the student's to choose (`type(text, ...)`)."""
+    found = getattr(builtins, str(name), None)
+    if isinstance(found, type) and issubclass(found, BaseException):
+        return str(name)
+    return "an exception"
+
+
+def _raised(message: str) -> str:
+    """What a recorded exception (dlcourse.probe's `TypeError: text`) may say in a notebook."""
+    if message == "too large":
+        return "gave a value too large to record"
+    if message.startswith("could not encode"):
+        return "gave a value that could not be recorded"
+    return f"raised {safe_error_name(message.split(':', 1)[0])}"
 
 
 def _show(x: Any) -> str:
@@ -294,16 +345,35 @@ def _show(x: Any) -> str:
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
 
 
-def _expected_got(want: Any, have: Any, reveal: bool) -> str:
-    if reveal:
+def _kind(x: Any) -> str:
+    """What sort of value `x` is, in a fixed word: nothing of its content."""
+    if x is None:
+        return "None"
+    if isinstance(x, bool):
+        return "a bool"
+    if _is_number(x):
+        return "a number"
+    kinds = ((str, "a string"), (list, "a list"), (dict, "a dict"), (np.ndarray, "an array"))
+    return next((word for cls, word in kinds if isinstance(x, cls)), "an object")
+
+
+def _got(have: Any, shown: Shown) -> str:
+    return _show(have) if shown.student else _kind(have)
+
+
+def _expected_got(want: Any, have: Any, shown: Shown) -> str:
+    if shown.student:
         return f"expected {_show(want)}, got {_show(have)}"
-    return f"wrong value (got {_show(have)})"
+    same_kind = _kind(want) == _kind(have)
+    if shown.expected:
+        return f"expected {_show(want)}, got {'another value' if same_kind else _kind(have)}"
+    return "wrong value" if same_kind else f"expected {_kind(want)}, got {_kind(have)}"
 
 
-def _diff_exact(want: Any, have: Any, reveal: bool) -> str | None:
+def _diff_exact(want: Any, have: Any, shown: Shown) -> str | None:
     if type(want) is type(have) and want == have:
         return None
-    return _expected_got(want, have, reveal)
+    return _expected_got(want, have, shown)
 
 
 def _is_number(x: Any) -> bool:
@@ -317,11 +387,11 @@ def _as_scalar(x: Any, kinds: str = "iuf") -> Any:
     return x
 
 
-def _diff_number(want: Any, have: Any, exp: Probe, reveal: bool) -> str | None:
+def _diff_number(want: Any, have: Any, exp: Probe, shown: Shown) -> str | None:
     have = _as_scalar(have)
     if not _is_number(have):
-        return _expected_got(want, have, reveal)
-    return None if _same_number(want, have, exp) else _expected_got(want, have, reveal)
+        return _expected_got(want, have, shown)
+    return None if _same_number(want, have, exp) else _expected_got(want, have, shown)
 
 
 def _same_number(want: int | float, have: int | float, exp: Probe) -> bool:
@@ -334,50 +404,55 @@ def _same_number(want: int | float, have: int | float, exp: Probe) -> bool:
     return bool(np.isclose(h, w, rtol=exp.rtol, atol=exp.atol, equal_nan=True))
 
 
-def _diff_list(want: list, have: Any, exp: Probe, reveal: bool) -> str | None:
+def _diff_list(want: list, have: Any, exp: Probe, shown: Shown) -> str | None:
     if not isinstance(have, list):
-        return f"expected a list, got {_show(have)}"
+        return f"expected a list, got {_got(have, shown)}"
     if len(want) != len(have):
-        return f"expected a list of {len(want)}, got a list of {len(have)}"
+        length = f"a list of {len(have)}" if shown.student else "a list of another length"
+        return f"expected a list of {len(want)}, got {length}"
     for i, (w, h) in enumerate(zip(want, have, strict=True)):
-        problem = _diff(w, h, exp, reveal)
+        problem = _diff(w, h, exp, shown)
         if problem is not None:
             return f"[{i}] {problem}"
     return None
 
 
-def _diff_dict(want: dict, have: Any, exp: Probe, reveal: bool) -> str | None:
+def _diff_dict(want: dict, have: Any, exp: Probe, shown: Shown) -> str | None:
     if not isinstance(have, dict):
-        return f"expected a dict, got {_show(have)}"
+        return f"expected a dict, got {_got(have, shown)}"
     if set(want) != set(have):
         missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
-        return f"keys differ (missing {missing}, unexpected {extra})"
+        if shown.student:
+            return f"keys differ (missing {missing}, unexpected {extra})"
+        return f"keys differ (expected {sorted(want)})" if shown.expected else "keys differ"
     for k in want:
-        problem = _diff(want[k], have[k], exp, reveal)
+        problem = _diff(want[k], have[k], exp, shown)
         if problem is not None:
             return f"[{k!r}] {problem}"
     return None
 
 
-def _diff_array(want: np.ndarray, have: Any, exp: Probe, reveal: bool) -> str | None:
+def _diff_array(want: np.ndarray, have: Any, exp: Probe, shown: Shown) -> str | None:
     if not isinstance(have, np.ndarray):
         if want.size == 1 and (_is_number(have) or isinstance(have, bool)):
-            return _diff(want.reshape(()).item(), have, exp, reveal)
-        return f"expected an array of shape {tuple(want.shape)}, got {_show(have)}"
+            return _diff(want.reshape(()).item(), have, exp, shown)
+        return f"expected an array of shape {tuple(want.shape)}, got {_got(have, shown)}"
     if want.shape != have.shape:
-        return f"shape {tuple(want.shape)} expected, got {tuple(have.shape)}"
+        other = tuple(have.shape) if shown.student else "another shape"
+        return f"shape {tuple(want.shape)} expected, got {other}"
     if exp.dtype and want.dtype != have.dtype:
-        return f"dtype {want.dtype} expected, got {have.dtype}"
+        return f"dtype {want.dtype} expected, got {have.dtype if shown.student else 'another'}"
     numeric = "iuf"
     if want.dtype.kind in numeric and have.dtype.kind in numeric:
-        return _diff_values(want, have, exp)
+        return _diff_values(want, have, exp, shown)
     if want.dtype.kind != have.dtype.kind and not {want.dtype.kind, have.dtype.kind} <= {"U", "S"}:
-        return f"expected an array of {want.dtype.name}, got {have.dtype.name}"
+        other = have.dtype.name if shown.student else "another kind"
+        return f"expected an array of {want.dtype.name}, got {other}"
     wrong = int(np.count_nonzero(want != have))
-    return f"values differ at {wrong} of {want.size} positions" if wrong else None
+    return _values_differ(wrong, want.size, "", shown) if wrong else None
 
 
-def _diff_values(want: np.ndarray, have: np.ndarray, exp: Probe) -> str | None:
+def _diff_values(want: np.ndarray, have: np.ndarray, exp: Probe, shown: Shown) -> str | None:
     w, h = want.astype(np.float64), have.astype(np.float64)
     close = np.isclose(h, w, rtol=exp.rtol, atol=exp.atol, equal_nan=True)
     if want.dtype.kind in "iu" and have.dtype.kind in "iu":
@@ -389,7 +464,15 @@ def _diff_values(want: np.ndarray, have: np.ndarray, exp: Probe) -> str | None:
         gaps = np.abs(w - h)[~close]
     gaps = gaps[~np.isnan(gaps)]
     largest = f" (largest difference {float(gaps.max()):.4g})" if gaps.size else " (NaN mismatch)"
-    return f"values differ at {wrong} of {want.size} positions{largest}"
+    return _values_differ(wrong, want.size, largest, shown)
+
+
+def _values_differ(wrong: int, size: int, largest: str, shown: Shown) -> str:
+    """How many values differ, and by how much, only for the instructor: a count or a
+    difference is the student's number (and a one-element difference is the expected value)."""
+    if shown.student:
+        return f"values differ at {wrong} of {size} positions{largest}"
+    return "values differ from the expected ones"
 
 
 # --- method rules ----------------------------------------------------------------------------
@@ -472,6 +555,10 @@ def _dynamic_import(node: ast.Call) -> set[str]:
 
 # --- the verdict -----------------------------------------------------------------------------
 
+# Said in the notebook, for any number of malformed or repeated records: their keys and
+# contents are the kernel's.
+RECORDS_UNREADABLE = "some recorded values were malformed or recorded twice"
+
 
 def decide(
     cell: Any,
@@ -486,90 +573,96 @@ def decide(
     got, _, problems = probes_of(cell)
     if not expected:
         problems = []  # nothing is checked here, so nothing recorded can be wrong
-    messages, redacted = list(problems), list(problems)
+    wordings: dict[Shown, list[str]] = {
+        INSTRUCTOR: list(problems),
+        REDACTED: [RECORDS_UNREADABLE] if problems else [],
+        REVEALED: [RECORDS_UNREADABLE] if problems else [],
+    }
     error = _first_error(cell)
-    if error is not None:
-        messages.insert(0, error)
-        redacted.insert(0, error)
-    for key, probe in expected.items():
-        full = compare(probe, got.get(key))
-        if full is not None:
-            messages.append(full)
-            redacted.append(compare(probe, got.get(key), reveal=False) or full)
+    for shown, messages in wordings.items():
+        if error is not None:
+            messages.insert(0, _error_message(error, shown))
+        for key, probe in expected.items():
+            problem = compare(probe, got.get(key), shown=shown)
+            if problem is not None:
+                messages.append(problem)
     if rule is not None:
-        violations = method_violations(rule, answer_sources)
-        messages += violations
-        redacted += violations
+        violations = method_violations(rule, answer_sources)  # about the student's own source
+        for messages in wordings.values():
+            messages += violations
     checked = len(expected) + (1 if rule is not None else 0)
-    return Verdict(not messages, messages, checked, redacted)
+    messages = wordings[INSTRUCTOR]
+    return Verdict(not messages, messages, checked, wordings[REDACTED], wordings[REVEALED])
 
 
-def _first_error(cell: Any) -> str | None:
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            ename, evalue = str(output.get("ename", "")), str(output.get("evalue", ""))
-            return f"the test raised {ename}: {evalue[:300]}".rstrip(": ")
-    return None
+def _first_error(cell: Any) -> dict | None:
+    return next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
 
 
-# --- rewriting the outputs -------------------------------------------------------------------
+def _error_message(output: Any, shown: Shown) -> str:
+    ename = str(output.get("ename", ""))
+    if not shown.student:  # an error's text is the kernel's: it may quote the hidden source
+        return f"the test raised {safe_error_name(ename)}"
+    return f"the test raised {ename}: {str(output.get('evalue', ''))[:300]}".rstrip(": ")
+
+
+# --- the outputs -----------------------------------------------------------------------------
+
+PASSED = re.compile(r"hidden checks passed \((\d+)\)\n")
+FAILED = "TestFailed"
+# Errors the grader's own machinery writes when it stops a cell (nbgrader's per-cell timeout,
+# the notebook's time limit in dlcourse.grader.execute, the sandbox's memory limit): a failing
+# verdict carries the name, so the driver's notes can say what happened (driver.OUTPUT_NOTES).
+STOPPED = ("CellTimeoutError", "NotebookTimeLimitError", "MemoryError")
 
 
 def apply(cell: Any, verdict: Verdict, *, show_hidden_values: bool = False) -> None:
-    """Rewrite the outputs so that determine_grade reads full points on pass, zero on fail."""
+    """Replace the outputs by the verdict alone: full points on pass, zero on fail.
+
+    Nothing the kernel produced in a test cell stays (its hidden part ran there: prints, hooks,
+    displays and tracebacks can quote it), so no forged `execute_result` sets a grade, a warning
+    on stderr zeroes no right answer, and the autograded notebook, the input of every door's
+    feedback, holds in test cells only what the grader wrote."""
+    if verdict.passed:
+        cell["outputs"] = [_passed(verdict.checked)]
+        return
+    messages = verdict.revealed if show_hidden_values else verdict.redacted
+    error = _first_error(cell)
+    ename = str(error.get("ename")) if error is not None else ""
+    cell["outputs"] = [_failure(messages or ["hidden checks failed"], ename)]
+
+
+def _passed(checked: int) -> Any:
     import nbformat
 
-    outputs = []
-    for output in cell.get("outputs", []):
-        kept = _rewritten(output, verdict.passed)
-        if kept is not None:
-            outputs.append(nbformat.from_dict(kept))
-    if verdict.passed:
-        text = f"hidden checks passed ({verdict.checked})\n"
-        outputs.append(nbformat.v4.new_output("stream", name="stdout", text=text))
-    else:
-        messages = verdict.messages if show_hidden_values else verdict.redacted
-        outputs.insert(0, _failure(messages or ["hidden checks failed"]))
-    cell["outputs"] = outputs
+    text = f"hidden checks passed ({int(checked)})\n"
+    return nbformat.v4.new_output("stream", name="stdout", text=text)
 
 
-def _rewritten(output: Any, passed: bool) -> dict | None:
-    kind = output.get("output_type")
-    if kind in ("display_data", "execute_result") and MIME in (output.get("data") or {}):
-        return None
-    if kind == "execute_result":  # still shown, but can no longer set a partial grade
-        return {
-            "output_type": "display_data",
-            "data": dict(output.get("data") or {}),
-            "metadata": dict(output.get("metadata") or {}),
-        }
-    if kind == "stream" and output.get("name") != "stdout":
-        return {"output_type": "stream", "name": "stdout", "text": _stderr_text(output)}
-    if kind == "error" and passed:
-        return None
-    if kind == "update_display_data":
-        return None
-    return dict(output)
-
-
-def _stderr_text(output: Any) -> str:
-    text = output.get("text", "")
-    if isinstance(text, list):
-        text = "".join(text)
-    text = str(text)
-    lines = text.splitlines(keepends=True)
-    return "".join(f"[stderr] {line}" for line in lines)
-
-
-def _failure(messages: list[str]) -> Any:
+def _failure(messages: list[str], stopped_by: str = "") -> Any:
     import nbformat
 
     return nbformat.v4.new_output(
         "error",
-        ename="TestFailed",
+        ename=stopped_by if stopped_by in STOPPED else FAILED,
         evalue="; ".join(messages),
         traceback=["TestFailed: hidden checks failed", *(f"  - {m}" for m in messages)],
     )
+
+
+def verdict_outputs(cell: Any) -> list[Any]:
+    """The test cell's outputs that have the verdict's form, rebuilt from their plain fields:
+    what feedback shows of a test cell, whichever grader version autograded the notebook."""
+    kept = []
+    for output in cell.get("outputs", []):
+        kind, text = output.get("output_type"), output.get("text", "")
+        text = "".join(text) if isinstance(text, list) else str(text)
+        passed = PASSED.fullmatch(text) if output.get("name") == "stdout" else None
+        if kind == "stream" and passed:
+            kept.append(_passed(int(passed.group(1))))
+        elif kind == "error" and output.get("ename") in (FAILED, *STOPPED):
+            kept.append(_failure(str(output.get("evalue", "")).split("; "), output["ename"]))
+    return kept
 
 
 # --- expected values from the reference run --------------------------------------------------
@@ -587,8 +680,9 @@ def expected_from(executed_master_nb: Any) -> dict[str, dict]:
         grade_id = cell["metadata"]["nbgrader"].get("grade_id", "")
         probes, rule, problems = probes_of(cell)
         error = _first_error(cell)
-        if error or problems:
-            raise ValueError(f"reference run of {grade_id}: {error or problems[0]}")
+        if error is not None or problems:
+            problem = problems[0] if error is None else _error_message(error, INSTRUCTOR)
+            raise ValueError(f"reference run of {grade_id}: {problem}")
         out[grade_id] = {
             "probes": {key: asdict(probe) for key, probe in probes.items()},
             "method": _rule_data(rule),

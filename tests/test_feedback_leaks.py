@@ -1,0 +1,292 @@
+"""Hidden tests and expected values never reach a student's feedback, whichever door made it.
+
+The hidden part of a test cell runs in the student's kernel, so a student's code can see it.
+One hostile student hands in answers that try to send it back through everything the kernel
+produces while a test cell runs: IPython hooks printing each cell's source to stdout, stderr,
+os.write(1/2) and display(), and writing it to files in the notebook's folder; a function
+that raises an exception carrying its caller's source and local variables (the hidden inputs),
+one whose exception class is named after them, and one that returns them as its value; and a
+one-element check, where "largest difference" would be the expected value itself.
+
+The class (that student and one with the reference answers) is graded by the driver; feedback
+is made again by plain `nbgrader generate_feedback` and by formgrader's buttons (its HTTP API
+on a running JupyterLab). Every feedback page, and every output of the autograded notebook
+(formgrader's view: the same verdicts), must hold no hidden-test line of the master copy, no
+expected value the reference recorded, nothing the hostile code marked; the instructor's
+detail is in the grading log.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from helpers import REPO, generated_course, submit
+from servers import get, running_lab
+
+from dlcourse import data
+from dlcourse.grader import cells
+from dlcourse.grader.course import Course
+from dlcourse.grader.decide import split_hidden
+from dlcourse.grader.runner import tool_env
+
+WORKSHEET = "ws01_tensors"
+ARTIFACTS = REPO / "artifacts" / "feedback_leaks"
+MARK = "LEAK>"  # the hostile code builds it at run time, so its own source never holds it
+pytestmark = pytest.mark.slow
+
+HOOKS = """
+import os
+import sys
+
+from IPython.display import display
+
+MARK = "LE" + "AK>"
+
+
+def _send_back(raw):
+    if "### BEGIN " + "HIDDEN" not in raw:  # a test cell with its hidden part
+        return
+    print(MARK, raw)
+    print(MARK, raw, file=sys.stderr)
+    display({"text/plain": MARK + raw, "text/html": "<pre>" + MARK + raw + "</pre>"}, raw=True)
+    os.write(1, (MARK + raw).encode())
+    os.write(2, (MARK + raw).encode())
+    for name in ("leak.txt", "ws01_tensors.html", "../leak.txt"):
+        try:
+            with open(name, "a") as f:
+                f.write(MARK + raw)
+        except OSError:
+            pass
+
+
+get_ipython().events.register("pre_run_cell", lambda info: _send_back(info.raw_cell))
+get_ipython().events.register("post_run_cell", lambda result: _send_back(result.info.raw_cell))
+"""
+CALLERS = """
+import inspect
+import linecache
+
+
+def _callers():
+    text = ["LE" + "AK>"]
+    for frame in inspect.stack()[2:]:
+        text.append("".join(linecache.getlines(frame.filename)))
+        local = {k: v for k, v in frame.frame.f_locals.items() if not k.startswith("_")}
+        text.append(repr(local)[:3000])
+    return "\\n".join(text)
+
+
+def _hidden():
+    return any(f.function == "record_call" for f in inspect.stack())
+"""
+HOSTILE = {
+    "ex_to_image_batch": HOOKS
+    + """
+
+def to_image_batch(images):
+    pixels = tf.cast(tf.convert_to_tensor(images), tf.float32) / 255.0
+    return pixels[..., tf.newaxis]
+""",
+    "ex_normalize_images": CALLERS
+    + """
+
+def normalize_images(x):
+    if _hidden():  # right on the visible checks, an exception quoting the hidden ones
+        raise ValueError(_callers())
+    x = tf.cast(x, tf.float32)
+    return (x - tf.reduce_mean(x, axis=[0, 1, 2])) / tf.math.reduce_std(x, axis=[0, 1, 2])
+""",
+    "ex_center_crop": CALLERS
+    + """
+
+def center_crop(images, size):
+    raise RuntimeError(_callers())
+""",
+    "ex_dense": CALLERS
+    + """
+
+def dense(x, w, b):
+    if _hidden():  # a value that is the hidden inputs and source
+        return _callers() + repr((x, w, b))
+    return tf.nn.relu(tf.matmul(x, w) + b)
+""",
+    "ex_graph_ops": CALLERS
+    + """
+
+def graph_op_types(fn, *specs):
+    raise type(_callers(), (Exception,), {})()
+""",
+    "ex_ema_update": """
+def ema_update(average, value, decay):
+    if average.shape == ():  # the one-element check: its difference is the expected value
+        average.assign(0.0 * average)
+        return average
+    average.assign(decay * average + (1.0 - decay) * value)
+    return average
+""",
+}
+LOSES = {"test_normalize_images", "test_center_crop", "test_dense", "test_graph_ops"}
+LOSES |= {"test_ema_update"}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> Iterator[tuple[Course, dict[str, str]]]:
+    if data.course_data_dir() is None:
+        pytest.skip("the course's data sets are not on this machine")
+    root = tmp_path_factory.mktemp("leaks")
+    jupyter = root / "jupyter"
+    env = tool_env(
+        DLCOURSE_EXCHANGE=str(root / "exchange"),
+        JUPYTER_CONFIG_DIR=str(jupyter / "config"),
+        JUPYTER_DATA_DIR=str(jupyter / "data"),
+        JUPYTER_RUNTIME_DIR=str(jupyter / "runtime"),
+        IPYTHONDIR=str(jupyter / "ipython"),
+    )
+    course = generated_course(root / "course", [WORKSHEET])
+    (name, release_nb), (source_nb,) = (
+        next(iter(course.release_notebooks(WORKSHEET).items())),
+        course.source_notebooks(WORKSHEET).values(),
+    )
+    answers = cells.reference_answers(source_nb)
+    assert set(HOSTILE) <= set(answers)
+    submit(course, WORKSHEET, "ada", {name: cells.answered(release_nb, answers)})
+    submit(course, WORKSHEET, "mallory", {name: cells.answered(release_nb, answers | HOSTILE)})
+    command = [sys.executable, "-m", "dlcourse", "autograde", WORKSHEET, "--course"]
+    done = subprocess.run(
+        [*command, str(course.root)], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    yield course, env
+
+
+def page_text(path: Path) -> str:
+    """What a feedback page says: its text, without style sheets, scripts and markup."""
+    page = path.read_text(encoding="utf-8")
+    page = re.sub(r"(?is)<(style|script)\b.*?</\1\s*>", " ", page)
+    return html.unescape(re.sub(r"(?s)<[^>]+>", "", page))
+
+
+def hidden_lines(course: Course) -> list[str]:
+    """Every hidden-test line of the master copy that the student's version does not hold."""
+    (source_nb,) = course.source_notebooks(WORKSHEET).values()
+    (release_nb,) = course.release_notebooks(WORKSHEET).values()
+    public = {ln.strip() for c in release_nb.cells for ln in c.source.splitlines()}
+    lines = [ln.strip() for c in source_nb.cells for ln in split_hidden(c.source)[1]]
+    found = [ln for ln in lines if len(ln) >= 8 and ln not in public]
+    assert len(found) > 40, found  # the worksheet's hidden tests, nearly all of them
+    return found
+
+
+def leaves(value) -> Iterator[float | str]:
+    """The floats and strings of one recorded (encoded) value."""
+    if isinstance(value, dict):
+        inner = value.get("__ndarray__")
+        yield from leaves(inner["data"] if isinstance(inner, dict) else list(value.values()))
+    elif isinstance(value, list):
+        for item in value:
+            yield from leaves(item)
+    elif isinstance(value, (float, str)):
+        yield value
+
+
+def expected_needles(course: Course, innocent: str) -> set[str]:
+    """The expected values the reference recorded, as a message would print them, less what
+    an honest student's feedback holds anyway (a visible check's numbers, a dtype's name)."""
+    results = json.loads(course.expected(WORKSHEET).read_text())
+    probes = [
+        probe
+        for nb in results["notebooks"].values()
+        for test in nb.values()
+        for probe in test["probes"].values()
+    ]
+    needles: set[str] = set()
+    for value in (leaf for probe in probes for leaf in leaves(probe["value"])):
+        if isinstance(value, str):
+            needles.add(value)
+        elif value not in (0.0, 1.0):
+            needles |= {repr(value), f"{value:.4g}", f"{value:.6g}"}
+    found = {n for n in needles if len(n) >= 3 and n not in innocent}
+    assert "2.5" in found  # the one-element check's expected value
+    return found
+
+
+def assert_nothing_hidden(course: Course, text: str, where: str) -> None:
+    assert MARK not in text, where
+    assert "largest difference" not in text and "differ at" not in text, where
+    for line in hidden_lines(course):
+        assert line not in text, f"{where}: hidden line {line!r}"
+    innocent = page_text(feedback_page(course, "ada"))
+    for needle in expected_needles(course, innocent):
+        assert needle not in text, f"{where}: expected value {needle!r}"
+
+
+def feedback_page(course: Course, student: str) -> Path:
+    return course.feedback(student, WORKSHEET) / f"{WORKSHEET}.html"
+
+
+def check_feedback(course: Course, where: str) -> None:
+    page = page_text(feedback_page(course, "mallory"))
+    assert "hidden checks passed" in page and "TestFailed" in page, where
+    assert "the test raised RuntimeError" in page, where  # center_crop, in the grader's words
+    assert_nothing_hidden(course, page, where)
+    for folder in (course.feedback("mallory", WORKSHEET), course.autograded("mallory", WORKSHEET)):
+        assert not any(p.name == "leak.txt" for p in folder.rglob("*")), where
+
+
+def test_the_driver_scores_and_keeps_feedback_and_formgrader_to_the_verdicts(graded):
+    course, _ = graded
+    full = cells.grade_cells(next(iter(course.source_notebooks(WORKSHEET).values())))
+    assert course.scores(WORKSHEET, "ada") == full
+    assert course.scores(WORKSHEET, "mallory") == {
+        gid: (0.0 if gid in LOSES else points) for gid, points in full.items()
+    }
+    check_feedback(course, "driver")
+    # What formgrader shows the instructor: each test cell's outputs are the verdict alone, as
+    # in the feedback; the answer cells keep theirs. The detail is in the grading log.
+    graded_nb = course.autograded("mallory", WORKSHEET) / f"{WORKSHEET}.ipynb"
+    nb = nbformat.read(graded_nb, as_version=4)
+    outputs = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert_nothing_hidden(course, outputs, "autograded notebook")
+    for cell in nb.cells:
+        if cells.is_test(cell):
+            assert len(cell.outputs) == 1 and cell.outputs[0].get("ename") in (None, "TestFailed")
+    log = course.log(WORKSHEET, "mallory").read_text()
+    assert "largest difference 2.5" in log and MARK in log
+
+
+def test_plain_nbgrader_generate_feedback(graded):
+    course, env = graded
+    feedback_page(course, "mallory").unlink()
+    done = subprocess.run(
+        [sys.executable, "-m", "nbgrader", "generate_feedback", WORKSHEET, "--force"],
+        cwd=course.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    check_feedback(course, "nbgrader generate_feedback")
+
+
+def test_the_formgrader_buttons(graded, tmp_path):
+    course, env = graded
+    feedback_page(course, "mallory").unlink()
+    with running_lab(course.root, course.root, env, tmp_path / "jupyter.log", ARTIFACTS) as (
+        base,
+        token,
+    ):
+        api = f"{base}/formgrader/api"
+        autograded = get(f"{api}/submission/{WORKSHEET}/mallory/autograde", token, 600, "POST")
+        assert json.loads(autograded)["success"], autograded[-3000:]
+        made = get(f"{api}/assignment/{WORKSHEET}/mallory/generate_feedback", token, 600, "POST")
+        assert json.loads(made)["success"], made[-3000:]
+    check_feedback(course, "formgrader")

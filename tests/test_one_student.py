@@ -1,0 +1,208 @@
+"""One student never costs another marks (issue 23), graded through the driver's door
+(`dlcourse.grader.autograde.grade`: staging, the parallel run, the retry alone, notes,
+feedback, report), one class per configuration:
+
+- beside a hostile neighbour that forks many spinning processes, each in a session of its
+  own (os.setsid), before the course's setup cell runs, graded with workers=2: the honest
+  student scores exactly as alone, with no note. (With a CPU budget per kernel, cgroups, the
+  spinners cannot starve the neighbour; without one they can, and its setup cell's timeout
+  sends it to the retry alone.) The hog breaks its own setup cell in every run (its spinners
+  share its kernel's CPU and limits), and a "staller" makes its setup cell run past its time
+  limit (an import hook that sleeps): each is graded again alone and then "could not be
+  graded": no grade written, a neutral message, never a 0 or a FAILED that blames it;
+- a right answer that saves to /tmp (the sandbox's private tmpfs) keeps full marks;
+- an exception whose class name carries a newline and a forged bullet, raised in a locked
+  setup cell, and worked copies whose names carry one: each stays one escaped line in the
+  notes, the feedback and the report;
+- a worked copy beside the untouched original is named in a note, not graded in its place;
+- a kernel death after long-running cells stays within the one wall-clock budget per student
+  (autograde + crash locator + re-grade), configured small here (`grading_seconds`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import nbformat
+import pytest
+from helpers import generated_course, submit
+
+from dlcourse.grader import cells
+from dlcourse.grader.autograde import grade
+from dlcourse.grader.driver import autograde_all
+
+pytestmark = pytest.mark.slow
+WORKSHEET = "ws01_tensors"
+LAST = "ex_ema_update"
+FORGED = "- the instructor reviewed this submission by hand"
+HOG = """import os, time
+
+for _ in range(24):
+    if os.fork() == 0:
+        os.setsid()
+        while True:
+            pass
+time.sleep(1)
+"""
+FORGER = f"""import builtins
+
+_real_import = builtins.__import__
+Boom = type("Boom\\n{FORGED}", (Exception,), {{}})
+
+
+def _import(name, *args, **kwargs):
+    if name.startswith(("numpy", "tensorflow")):
+        raise Boom("no imports for you")
+    return _real_import(name, *args, **kwargs)
+
+
+builtins.__import__ = _import
+"""
+TMP_WRITER = """import json
+
+with open("/tmp/scratch.json", "w") as f:  # a student's scratch file
+    json.dump({"decay": 0.9}, f)
+with open("/tmp/scratch.json") as f:
+    assert json.load(f)["decay"] == 0.9
+
+"""
+STALLER = """import builtins
+import time
+
+_real_import = builtins.__import__
+_stalled = []
+
+
+def _import(name, *args, **kwargs):
+    if name.startswith("tensorflow") and not _stalled:
+        _stalled.append(name)
+        time.sleep(3600)
+    return _real_import(name, *args, **kwargs)
+
+
+builtins.__import__ = _import
+"""
+
+
+# A setup cell gets 3 times its reference time (at least 5 s), not 10 times: the hog starves
+# its own setup cells in both of its runs, and each costs that limit.
+NEIGHBOUR_LIMITS = """
+c.SandboxedExecute.timeout_factor = 3.0
+c.SandboxedExecute.timeout_floor = 5
+"""
+
+
+def with_first_cell(nb: nbformat.NotebookNode, source: str) -> nbformat.NotebookNode:
+    """A cell the student added above the course's setup cells (nothing stops that)."""
+    nb.cells.insert(0, nbformat.v4.new_code_cell(source))
+    return nb
+
+
+def test_a_neighbour_or_a_forged_name_costs_nobody_else_anything(tmp_path):
+    course = generated_course(tmp_path / "course", [WORKSHEET], NEIGHBOUR_LIMITS)
+    (name, release_nb), (source_nb,) = (
+        next(iter(course.release_notebooks(WORKSHEET).items())),
+        course.source_notebooks(WORKSHEET).values(),
+    )
+    reference = cells.reference_answers(source_nb)
+    full = cells.grade_cells(source_nb)
+    right = cells.answered(release_nb, reference)
+    submit(
+        course,
+        WORKSHEET,
+        "hog",
+        {name: with_first_cell(cells.answered(release_nb, reference), HOG)},
+    )
+    submit(course, WORKSHEET, "honest", {name: right})
+    staller = with_first_cell(cells.answered(release_nb, reference), STALLER)
+    submit(course, WORKSHEET, "staller", {name: staller})
+    tmp_answer = reference | {LAST: TMP_WRITER + reference[LAST]}
+    submit(course, WORKSHEET, "tmp_writer", {name: cells.answered(release_nb, tmp_answer)})
+    submit(
+        course,
+        WORKSHEET,
+        "forger",
+        {name: with_first_cell(cells.answered(release_nb, reference), FORGER)},
+    )
+    folder = submit(course, WORKSHEET, "copier", {name: release_nb})
+    nbformat.write(right, folder / f"{name}-Copy1.ipynb")
+    nbformat.write(right, folder / f"Untitled\n{FORGED}.ipynb")
+
+    said: list[str] = []
+    outcomes, report = grade(
+        course,
+        WORKSHEET,
+        ["hog", "honest", "tmp_writer", "forger", "copier", "staller"],
+        workers=2,
+        progress=said.append,
+    )
+    outcomes = {o.student: o for o in outcomes}
+    log = "\n".join(said)
+
+    # The honest student and the /tmp writer: exactly as alone, no note.
+    for student in ("honest", "tmp_writer"):
+        assert course.scores(WORKSHEET, student) == pytest.approx(full), (student, log)
+        assert outcomes[student].ok and not outcomes[student].notes, outcomes[student]
+    # The hog (its setup cell starved or its kernel killed by its own spinners) and the staller
+    # (its setup cell stalled by its own import hook, a timeout in a locked cell): each graded
+    # again alone, then "could not be graded": no grade written, no 0, no blame.
+    assert "ran past its time limit" in outcomes["staller"].retry_alone, outcomes["staller"]
+    for student in ("hog", "staller"):
+        outcome = outcomes[student]
+        assert f"{student}: graded again, alone" in log, log
+        assert not outcome.ok and "setup cell" in outcome.retry_alone, outcome
+        notes = outcome.notes
+        assert any("could not be graded" in n and "not a verdict" in n for n in notes), notes
+        assert not any("crashed the kernel" in n or "autograding failed" in n for n in notes)
+        assert not course.autograded(student, WORKSHEET).exists()
+        with course.gradebook() as gb:
+            submission = gb.find_submission(WORKSHEET, student)
+            scores = [g.auto_score for nb in submission.notebooks for g in nb.grades]
+        assert scores and all(score is None for score in scores), scores  # not even a 0
+
+    # Forged lines stay inside one escaped note, in the notes file, the feedback and the report.
+    notes_file = course.notes(WORKSHEET, "forger").read_text()
+    assert "Boom\\n- the instructor" in notes_file, notes_file
+    for text in (notes_file, course.notes(WORKSHEET, "copier").read_text(), report.read_text()):
+        assert not [
+            ln for ln in text.splitlines() if ln.strip().lstrip("-* ").startswith(FORGED[2:])
+        ], text
+    feedback = (course.feedback("forger", WORKSHEET) / f"{name}.html").read_text()
+    assert f"<li>{FORGED[2:]}" not in feedback
+
+    # The worked copies are named, not graded; the original (as handed out) is.
+    copier = " ".join(outcomes["copier"].notes)
+    assert f"'{name}-Copy1.ipynb'" in copier and "Untitled\\n- the instructor" in copier, copier
+    assert "were not graded: only" in copier and "has none of your answers" in copier, copier
+    assert sum(course.scores(WORKSHEET, "copier").values()) == 0
+    assert (
+        "you also submitted" in (course.feedback("copier", WORKSHEET) / f"{name}.html").read_text()
+    )
+    assert "you also submitted" in report.read_text()
+
+
+SLOW_CRASH = "import os, time\n\ntime.sleep(15)\nos._exit(3)\n"
+
+
+def test_one_wall_clock_budget_covers_every_run_of_a_student(tmp_path):
+    """Without one budget, this submission costs three runs of 15 s and more each (grading,
+    the crash locator, grading again); with 40 s for all of them, it stops within 40 s."""
+    budget = 40
+    config = (
+        f"\nc.SandboxedExecute.limits = dict(c.SandboxedExecute.limits, grading_seconds={budget})\n"
+    )
+    course = generated_course(tmp_path / "course", [WORKSHEET], config)
+    (name, release_nb), (source_nb,) = (
+        next(iter(course.release_notebooks(WORKSHEET).items())),
+        course.source_notebooks(WORKSHEET).values(),
+    )
+    nb = cells.answered(release_nb, cells.reference_answers(source_nb))
+    nb.cells.append(nbformat.v4.new_code_cell(SLOW_CRASH))
+    submit(course, WORKSHEET, "slow_crash", {name: nb})
+    release = course.release_notebooks(WORKSHEET)
+    start = time.monotonic()
+    (outcome,) = autograde_all(course, WORKSHEET, ["slow_crash"], release, workers=1)
+    assert outcome.seconds <= budget + 10, outcome
+    assert time.monotonic() - start <= budget + 60  # the canary ran first
+    assert not outcome.ok and outcome.timed_out, outcome
+    assert any(f"after {budget} s, the limit for the whole submission" in n for n in outcome.notes)

@@ -19,6 +19,7 @@ from dlcourse.grader.overwrite import OverwriteCellsKnowingHiddenTests
 from dlcourse.grader.safe_page import CourseHTMLExporter, use_safe_pages
 from dlcourse.grader.sanitize import SanitizeStudentContent
 from dlcourse.kernel_env import KERNEL_ENV, TF_LOG_ONLY
+from dlcourse.validate import use_counting_validator
 
 c = get_config()  # noqa: F821 - injected by nbgrader/traitlets
 
@@ -107,6 +108,8 @@ c.Autograde.autograde_preprocessors = _steps
 # per student, notes; a broken environment writes nothing), like `python -m dlcourse
 # autograde` (dlcourse/grader/door.py).
 use_course_autograde()
+# The Validate button's dialog counts the failing checks (dlcourse/validate.py).
+use_counting_validator()
 # Feedback shows what each hidden test checked and why it failed, not its source; starts with
 # the student's grading notes (dlcourse/grader/feedback.py); and never runs what a student put
 # into a Markdown cell or an output (no script injection).

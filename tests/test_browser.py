@@ -346,8 +346,13 @@ def test_student_lab_assignment_list_banner_and_validate(lab, page):
     )
     shot(page, "04-student-validate")
     text = dialog.inner_text()
-    # An unanswered release fails validation: the stubs raise NotImplementedError.
+    # An unanswered release fails validation: the stubs raise NotImplementedError. The
+    # dialog says how many graded checks fail, and lists each (dlcourse/validate.py).
     assert "fail" in text.lower() or "NotImplementedError" in text, text
+    count = re.search(r"(\d+) of (\d+) graded checks? fails?", text)
+    assert count, text
+    failing, graded = map(int, count.groups())
+    assert failing == text.count("The following cell failed") and 0 < failing <= graded, text
 
 
 def test_instructor_formgrader_lists_the_worksheets(lab, page):

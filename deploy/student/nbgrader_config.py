@@ -7,6 +7,7 @@ releases to (DLCOURSE_EXCHANGE, e.g. /srv/nbgrader/exchange on a shared machine)
 import os
 
 from dlcourse import settings
+from dlcourse.validate import use_counting_validator
 
 c = get_config()  # noqa: F821 - injected by nbgrader/traitlets
 
@@ -17,3 +18,5 @@ c.Exchange.root = os.environ.get("DLCOURSE_EXCHANGE", "/srv/nbgrader/exchange")
 c.CourseDirectory.max_file_size = settings.MAX_FILE_KB
 # Checkpoints and caches are never submitted; nor are they reported as extra notebooks.
 c.ExchangeFactory.submit = "dlcourse.submit.SubmitWhatIsCopied"
+# The Validate button's dialog counts the failing checks (dlcourse/validate.py).
+use_counting_validator()

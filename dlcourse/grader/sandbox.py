@@ -310,21 +310,39 @@ KEPT_ENV = frozenset(
         "LC_ALL", "LC_CTYPE", "LC_NUMERIC", "LC_TIME", "LC_COLLATE", "LC_MONETARY",
         "LC_MESSAGES",
         # Python
-        "PYTHONHASHSEED", "PYTHONWARNINGS", "PYDEVD_DISABLE_FILE_VALIDATION",
-        # TensorFlow's and the math libraries' settings (a thread budget, the GPU to use)
+        "PYTHONWARNINGS", "PYDEVD_DISABLE_FILE_VALIDATION",
+        # TensorFlow's and the math libraries' settings (the GPU to use; the thread budget
+        # and the hash seed are the grader's own: `thread_budget`, GRADING_ENV)
         "TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS",
-        "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_DETERMINISTIC_OPS",
-        "TF_FORCE_GPU_ALLOW_GROWTH", "TF_GPU_ALLOCATOR", "CUDA_VISIBLE_DEVICES",
-        "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
-        "OPENBLAS_L2_SIZE", "KMP_AFFINITY", "KMP_BLOCKTIME", "MPLBACKEND",
+        "TF_DETERMINISTIC_OPS", "TF_FORCE_GPU_ALLOW_GROWTH", "TF_GPU_ALLOCATOR",
+        "CUDA_VISIBLE_DEVICES", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "KMP_AFFINITY",
+        "KMP_BLOCKTIME", "MPLBACKEND",
         # the data sets (a path; the default is found below when unset)
         settings.DATA,
     }
 )  # fmt: skip
 
 
-# Whatever the grader's own environment says, grading kernels train in quick mode.
-GRADING_ENV = {settings.QUICK: "1", settings.NBGRADER_EXECUTION: "autograde"}
+# Whatever the grader's own environment says, grading kernels train in quick mode, with one
+# hash seed. What a process inherits differs by door (a Dask worker's nanny sets
+# PYTHONHASHSEED and the math libraries' thread counts, a hub its own), and a kernel that
+# differs from the reference run's is a different grading environment.
+GRADING_ENV = {
+    settings.QUICK: "1",
+    settings.NBGRADER_EXECUTION: "autograde",
+    "PYTHONHASHSEED": "0",
+}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def thread_budget(limits: Limits) -> dict[str, str]:
+    """The kernel's thread counts: its CPU budget (`Limits.cpus`), whatever the grader
+    inherited."""
+    n = str(max(1, int(limits.cpus)))
+    return {name: n for name in THREAD_VARIABLES} | {
+        "TF_NUM_INTRAOP_THREADS": n,
+        "TF_NUM_INTEROP_THREADS": "1",
+    }
 
 
 def inherited_environment(given: Mapping[str, str]) -> dict[str, str]:
@@ -334,7 +352,9 @@ def inherited_environment(given: Mapping[str, str]) -> dict[str, str]:
     return kept | settings.QUIET_TF | GRADING_ENV
 
 
-def kernel_environment(scratch: Scratch, given: dict[str, str]) -> dict[str, str]:
+def kernel_environment(
+    scratch: Scratch, given: dict[str, str], limits: Limits = Limits()
+) -> dict[str, str]:
     """The kernel's environment: what jupyter_client would have given it (`given`), scrubbed;
     pointed at the data sets the grader found (the kernel cannot see the course folder)."""
     from dlcourse import data
@@ -342,13 +362,17 @@ def kernel_environment(scratch: Scratch, given: dict[str, str]) -> dict[str, str
     kept = inherited_environment(given)
     if settings.DATA not in kept and (folder := data.course_data_dir()) is not None:
         kept[settings.DATA] = str(folder)
-    return kept | {
-        "HOME": str(scratch.home),
-        "IPYTHONDIR": str(scratch.home / ".ipython"),
-        "MPLCONFIGDIR": str(scratch.home / ".matplotlib"),
-        "JUPYTER_RUNTIME_DIR": str(scratch.ipc),
-        "TMPDIR": "/tmp",
-    }
+    return (
+        kept
+        | thread_budget(limits)
+        | {
+            "HOME": str(scratch.home),
+            "IPYTHONDIR": str(scratch.home / ".ipython"),
+            "MPLCONFIGDIR": str(scratch.home / ".matplotlib"),
+            "JUPYTER_RUNTIME_DIR": str(scratch.ipc),
+            "TMPDIR": "/tmp",
+        }
+    )
 
 
 def kernel_uid() -> int:
@@ -456,7 +480,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         uid = kernel_uid()
         if drops_privileges(prot):
             scratch.hand_to(uid)
-        env = kernel_environment(scratch, kw.get("env") or dict(os.environ))
+        env = kernel_environment(scratch, kw.get("env") or dict(os.environ), self.limits)
         cmd = wrap_command(cmd, scratch, cwd, self.limits, prot, uid, env)
         # bwrap/env start from an empty environment; the kernel's own output to its file
         # descriptors (what ipykernel does not forward) never reaches the grader's memory.

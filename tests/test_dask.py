@@ -7,6 +7,10 @@ all started here and stopped by PID).
 - a worker SIGKILLed mid-run (its whole process group, like a lost machine): its grading
   child dies with it, the scheduler grades its student elsewhere, and the gradebook ends
   with exactly one submission and one set of grades per student, the same scores;
+- the class includes two hostile students (answers that try to send the hidden tests back,
+  tests/leak_answers.py; markup and script in every place a page shows, tests/payloads.py):
+  the cluster gives them the same scores, notes and test-cell verdicts as the local path,
+  which tests/test_feedback_leaks.py and tests/test_hostile.py hold to no leak and no script;
 - all of it over TLS with README's certificates (`python -m dlcourse cluster certs`): a
   client without a certificate, over plain TCP, or with a certificate from another CA
   reaches neither the scheduler nor a worker and runs nothing there; the course's command
@@ -25,13 +29,16 @@ import threading
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
-from helpers import generated_course
+from helpers import generated_course, submit
+from leak_answers import HOSTILE, LOSES
+from payloads import hostile_submission
 from servers import DaskCluster, Postgres, collect_class
 from test_pipeline import expected_scores
 
 from dlcourse import settings
-from dlcourse.grader import cluster_tls, gradebook
+from dlcourse.grader import cells, cluster_tls, gradebook
 from dlcourse.grader.cluster import ClusterUnavailable, DaskExecutor
 from dlcourse.grader.course import Course
 from dlcourse.grader.driver import autograde_all
@@ -56,6 +63,35 @@ def other_certs(tmp_path_factory) -> Path:
     return folder
 
 
+HOSTILE_STUDENTS = ("mallory", "payloads")
+
+
+def hand_in_hostile(course: Course) -> list[str]:
+    """The hostile students' submissions; their expected scores are `hostile_scores`."""
+    (name, release_nb), (source_nb,) = (
+        next(iter(course.release_notebooks(WORKSHEET).items())),
+        course.source_notebooks(WORKSHEET).values(),
+    )
+    answers = cells.reference_answers(source_nb)
+    last = cells.solution_ids(source_nb)[-1]
+    submit(course, WORKSHEET, "mallory", {name: cells.answered(release_nb, answers | HOSTILE)})
+    submit(course, WORKSHEET, "payloads", {name: hostile_submission(release_nb, answers, last)})
+    return list(HOSTILE_STUDENTS)
+
+
+def hostile_scores(source_nb) -> dict[str, dict[str, float]]:
+    full = cells.grade_cells(source_nb)
+    return {"mallory": {k: 0.0 if k in LOSES else v for k, v in full.items()}, "payloads": full}
+
+
+def verdicts_of(course: Course, student: str) -> list[list[dict]]:
+    """The outputs of every test cell in a student's autograded notebook (the grader's own
+    verdict text: nothing the kernel produced while a test ran)."""
+    (path,) = course.autograded(student, WORKSHEET).glob("*.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    return [c.outputs for c in nb.cells if (cells.grade_id(c) or "").startswith("test_")]
+
+
 @pytest.fixture(scope="module")
 def local_class(tmp_path_factory):
     """The same class graded by the local path: thread pool, SQLite gradebook."""
@@ -63,7 +99,7 @@ def local_class(tmp_path_factory):
     try:
         course = generated_course(tmp_path_factory.mktemp("local") / "course", [WORKSHEET])
         assert course.db_url.startswith("sqlite:///")
-        students = collect_class(course, WORKSHEET)
+        students = collect_class(course, WORKSHEET) + hand_in_hostile(course)
         release = course.release_notebooks(WORKSHEET)
         outcomes = autograde_all(course, WORKSHEET, students, release, workers=2)
         scores = {s: course.scores(WORKSHEET, s) for s in students}
@@ -81,6 +117,7 @@ def pg_course(servers, local_class, tmp_path, monkeypatch, request):
     monkeypatch.setenv("PATH", tool_env()["PATH"])
     course = generated_course(tmp_path / "course", [WORKSHEET])
     collect_class(course, WORKSHEET)
+    hand_in_hostile(course)
     # The reference results are a cache keyed by the master notebooks and the grader's code:
     # the local run's are this course's too (a shared filesystem shares them the same way).
     shutil.copytree(local_class[0].expected(WORKSHEET).parent, course.expected(WORKSHEET).parent)
@@ -314,7 +351,7 @@ def test_the_cluster_grades_exactly_like_the_local_path(servers, local_class, pg
     _, cluster = servers
     _, local_outcomes, local_scores = local_class
     source = next(iter(pg_course.source_notebooks(WORKSHEET).values()))
-    expected = expected_scores(source)
+    expected = expected_scores(source) | hostile_scores(source)
     for student, scores in local_scores.items():  # the local path is right to begin with
         assert scores == pytest.approx(expected[student]), student
 
@@ -338,6 +375,10 @@ def test_the_cluster_grades_exactly_like_the_local_path(servers, local_class, pg
     for student in local_scores:
         assert pg_course.log(WORKSHEET, student).is_file()
         assert list(pg_course.autograded(student, WORKSHEET).glob("*.ipynb"))
+    # The hostile students' test cells say exactly what the local path's say.
+    for student in HOSTILE_STUDENTS:
+        local = verdicts_of(local_class[0], student)
+        assert local and verdicts_of(pg_course, student) == local, student
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from dlcourse.grader.runner import nbgrader
 
 REPO = Path(__file__).resolve().parent.parent
 
-__all__ = ["REPO", "generated_course", "new_course", "submit", "tree_hashes"]
+__all__ = ["REPO", "generated_course", "new_course", "submit", "tree_hashes", "written"]
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
@@ -23,6 +23,14 @@ def tree_hashes(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and not p.is_symlink()
     }
+
+
+def written(course: Course) -> dict[str, str]:
+    """What a grading run may write and a broken one must not: gradebook, grades, feedback."""
+    hashes = {f"feedback/{k}": v for k, v in tree_hashes(course.feedback()).items()}
+    for path in (course.root / "gradebook.db", course.grades_csv):
+        hashes[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
 
 
 def generated_course(root: Path, worksheets: list[str], extra_config: str = "") -> Course:

@@ -18,7 +18,6 @@ gradebook, grades.csv and every feedback file must be byte-identical afterwards.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import REPO, generated_course, submit, tree_hashes
+from helpers import REPO, generated_course, submit, written
 from servers import get, running_lab
 
 from dlcourse import data
@@ -97,14 +96,6 @@ def plain_nbgrader(course: Course, env: dict[str, str]) -> subprocess.CompletedP
         text=True,
         check=False,
     )
-
-
-def written(course: Course) -> dict[str, str]:
-    """What a grading run may write and a broken one must not: gradebook, grades, feedback."""
-    hashes = {f"feedback/{k}": v for k, v in tree_hashes(course.feedback()).items()}
-    for path in (course.root / "gradebook.db", course.grades_csv):
-        hashes[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return hashes
 
 
 @contextlib.contextmanager

@@ -47,12 +47,14 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urljoin
 
 import nbformat
 import pytest
 from browsing import CHROMIUM, chromium, screenshot
+from helpers import written
 from hubclass import (
     REPO,
     WORKSHEET,
@@ -70,6 +72,7 @@ from servers import JupyterHub
 
 from dlcourse.demo import scenarios
 from dlcourse.grader import cells
+from dlcourse.grader.course import Course
 
 CONFIG = REPO / "tests" / "hub_test_config.py"
 ARTIFACTS = REPO / "artifacts" / "hub"
@@ -359,6 +362,24 @@ def without(checkout: Path, places: list[Path]) -> list[Path]:
     return kept
 
 
+@contextlib.contextmanager
+def helper_not_importable(venv: Path) -> Iterator[None]:
+    """The venv's kernel spec, for a while, starting kernels where `import dlcourse` fails."""
+    spec = venv / "share" / "jupyter" / "kernels" / "python3" / "kernel.json"
+    original = spec.read_bytes()
+    launcher = (
+        "import sys; sys.modules['dlcourse'] = None; "
+        "from ipykernel import kernelapp; kernelapp.launch_new_instance()"
+    )
+    broken = json.loads(original)
+    broken["argv"] = [str(venv / "bin" / "python"), "-c", launcher, "-f", "{connection_file}"]
+    spec.write_text(json.dumps(broken))
+    try:
+        yield
+    finally:
+        spec.write_bytes(original)
+
+
 def test_a_class_on_jupyterhub(hub_class, browser):
     from playwright.sync_api import expect
 
@@ -417,6 +438,13 @@ def test_a_class_on_jupyterhub(hub_class, browser):
         )
         print(graded.stdout[-3000:])
         assert graded.returncode == 0, graded.stdout[-3000:] + graded.stderr[-3000:]
+        # A broken grading environment writes nothing through the hub's button either: the
+        # installed kernel spec starts kernels that cannot import the course's package.
+        before = written(Course(hc.course))
+        with helper_not_importable(hc.venv):
+            refused = autograde_button(page, s1)
+        assert "Nothing was written" in refused and "dlcourse" in refused, refused
+        assert written(Course(hc.course)) == before
         released = formgrader_button(page, "release-feedback")
         assert "Successfully released feedback" in released, released
         shot(page, "instructor-2-feedback-released")

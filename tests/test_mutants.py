@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import nbformat
 import pytest
+from helpers import REPO
 
 from dlcourse.grader import cells
 from dlcourse.mutants import report
@@ -66,7 +67,7 @@ def test_sample_of_ws01_is_graded_like_grading(repo, tmp_path):
 
 def test_triage_entries_name_real_mutants_and_give_reasons(repo):
     """Every committed equivalent mutant is one the generator makes from today's master."""
-    triage = report.load_triage()
+    triage = report.load_triage(REPO / report.TRIAGE)
     assert triage
     made: dict[tuple[str, str], set[str]] = {}
     for ws, exercise, key in triage:

@@ -38,7 +38,7 @@ def command(args: argparse.Namespace) -> int:
     names = args.worksheets
     if names == ["all"]:
         names = sorted(p.name for p in course.source().iterdir() if p.is_dir())
-    triage = report.load_triage()
+    triage = report.load_triage(course.root / report.TRIAGE)
     sections, survived = {}, 0
     for name in names:
         masters = sorted(course.source(name).glob("*.ipynb"))

@@ -9,11 +9,11 @@ import nbformat
 
 from dlcourse.demo.pipeline import new_course
 from dlcourse.grader.course import Course
-from dlcourse.grader.runner import nbgrader
+from dlcourse.grader.runner import nbgrader, tool_env
 
 REPO = Path(__file__).resolve().parent.parent
 
-__all__ = ["REPO", "generated_course", "new_course", "submit", "tree_hashes", "written"]
+__all__ = ["REPO", "generated_course", "new_course", "submit", "tree_hashes", "written", "lab_env"]
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
@@ -23,6 +23,21 @@ def tree_hashes(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and not p.is_symlink()
     }
+
+
+def lab_env(root: Path, **extra: str) -> dict[str, str]:
+    """The course tools' environment with the exchange and Jupyter's own folders under
+    `root`: a test's lab and commands see nothing of this machine's Jupyter set-up."""
+    jupyter = root / "jupyter"
+    return tool_env(
+        DLCOURSE_EXCHANGE=str(root / "exchange"),
+        JUPYTER_CONFIG_DIR=str(jupyter / "config"),
+        JUPYTER_DATA_DIR=str(jupyter / "data"),
+        JUPYTER_PATH=str(jupyter / "path"),  # searched first, before the venv's kernel spec
+        JUPYTER_RUNTIME_DIR=str(jupyter / "runtime"),
+        IPYTHONDIR=str(jupyter / "ipython"),
+        **extra,
+    )
 
 
 def written(course: Course) -> dict[str, str]:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import REPO, generated_course
+from helpers import REPO, generated_course, lab_env
 from servers import get, running_lab
 
 from dlcourse import data
 from dlcourse.grader import cells, intake
 from dlcourse.grader.course import Course
 from dlcourse.grader.exchange import NBGRADER_TIME, StrictCollect
-from dlcourse.grader.runner import nbgrader, tool_env
+from dlcourse.grader.runner import nbgrader
 
 WORKSHEET = "ws01_tensors"
 EARLY, LATE = "2030-01-01 10:00:00.000000 UTC", "2030-01-01 11:00:00.000000 UTC"
@@ -167,16 +167,8 @@ def with_output(nb: nbformat.NotebookNode, megabytes: float) -> nbformat.Noteboo
 def test_lateness_size_and_master_content_through_the_driver_and_the_formgrader(tmp_path):
     if data.course_data_dir() is None:
         pytest.skip("the course's data sets are not on this machine")
-    jupyter = tmp_path / "jupyter"
     exchange = tmp_path / "exchange"
-    env = tool_env(
-        DLCOURSE_EXCHANGE=str(exchange),
-        JUPYTER_CONFIG_DIR=str(jupyter / "config"),
-        JUPYTER_DATA_DIR=str(jupyter / "data"),
-        JUPYTER_PATH=str(jupyter / "path"),
-        JUPYTER_RUNTIME_DIR=str(jupyter / "runtime"),
-        IPYTHONDIR=str(jupyter / "ipython"),
-    )
+    env = lab_env(tmp_path)
     course = generated_course(tmp_path / "course", [WORKSHEET])
     ((name, release_nb),) = course.release_notebooks(WORKSHEET).items()
     (master,) = course.source_notebooks(WORKSHEET).values()

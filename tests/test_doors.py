@@ -28,13 +28,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import REPO, generated_course, submit, written
+from helpers import REPO, generated_course, lab_env, submit, written
 from servers import get, running_lab
 
 from dlcourse import data
 from dlcourse.grader import cells
 from dlcourse.grader.course import Course
-from dlcourse.grader.runner import tool_env
 
 WORKSHEET = "ws01_tensors"
 ARTIFACTS = REPO / "artifacts" / "doors"
@@ -50,16 +49,7 @@ def graded_class(tmp_path_factory) -> Iterator[tuple[Course, dict[str, str]]]:
     # The data sets through a link, so a test can take them away and back.
     links = root / "data"
     links.symlink_to(Path(found).resolve(), target_is_directory=True)
-    jupyter = root / "jupyter"
-    env = tool_env(
-        DLCOURSE_DATA=str(links),
-        DLCOURSE_EXCHANGE=str(root / "exchange"),
-        JUPYTER_CONFIG_DIR=str(jupyter / "config"),
-        JUPYTER_DATA_DIR=str(jupyter / "data"),
-        JUPYTER_PATH=str(jupyter / "path"),  # searched first, before this venv's kernel spec
-        JUPYTER_RUNTIME_DIR=str(jupyter / "runtime"),
-        IPYTHONDIR=str(jupyter / "ipython"),
-    )
+    env = lab_env(root, DLCOURSE_DATA=str(links))
     course = generated_course(root / "course", [WORKSHEET])
     (name, release_nb), (source_nb,) = (
         next(iter(course.release_notebooks(WORKSHEET).items())),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import REPO, generated_course, submit
+from helpers import REPO, generated_course, lab_env, submit
 from leak_answers import HOSTILE, LOSES, MARK
 from servers import get, running_lab
 
@@ -36,7 +36,6 @@ from dlcourse import data
 from dlcourse.grader import cells
 from dlcourse.grader.course import Course
 from dlcourse.grader.decide import split_hidden
-from dlcourse.grader.runner import tool_env
 
 WORKSHEET = "ws01_tensors"
 ARTIFACTS = REPO / "artifacts" / "feedback_leaks"
@@ -48,14 +47,7 @@ def graded(tmp_path_factory) -> Iterator[tuple[Course, dict[str, str]]]:
     if data.course_data_dir() is None:
         pytest.skip("the course's data sets are not on this machine")
     root = tmp_path_factory.mktemp("leaks")
-    jupyter = root / "jupyter"
-    env = tool_env(
-        DLCOURSE_EXCHANGE=str(root / "exchange"),
-        JUPYTER_CONFIG_DIR=str(jupyter / "config"),
-        JUPYTER_DATA_DIR=str(jupyter / "data"),
-        JUPYTER_RUNTIME_DIR=str(jupyter / "runtime"),
-        IPYTHONDIR=str(jupyter / "ipython"),
-    )
+    env = lab_env(root)
     course = generated_course(root / "course", [WORKSHEET])
     (name, release_nb), (source_nb,) = (
         next(iter(course.release_notebooks(WORKSHEET).items())),

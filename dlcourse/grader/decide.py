@@ -61,12 +61,10 @@ class DecideVerdicts(NbGraderPreprocessor):
         for cell in nb.cells:
             if not cells.is_test(cell):
                 continue
-            gid = cells.grade_id(cell)
-            probes, rule = verdict.expectation(expected, gid)
-            decision = verdict.decide(cell, probes, rule, cells.answer_sources(nb, gid))
+            decision = verdict.decide_test_cell(cell, expected, nb)
             if not decision.passed:
                 detail = "; ".join(printable(m, 500) for m in decision.messages)
-                self.log.info("Test cell %s failed: %s", printable(gid), detail)
+                self.log.info("Test cell %s failed: %s", printable(cells.grade_id(cell)), detail)
             verdict.apply(cell, decision, show_hidden_values=self.show_hidden_values)
         return nb, resources
 

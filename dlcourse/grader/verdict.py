@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from dlcourse.grader.cells import is_test
+from dlcourse.grader.cells import answer_sources, grade_id, is_test
 from dlcourse.probe import MAX_DEPTH, MAX_ELEMENTS, MIME
 
 METHOD_KEY = "__method__"
@@ -614,6 +614,14 @@ FAILED = "TestFailed"
 # the notebook's time limit in dlcourse.grader.execute, the sandbox's memory limit): a failing
 # verdict carries the name, so the driver's notes can say what happened (driver.OUTPUT_NOTES).
 STOPPED = ("CellTimeoutError", "NotebookTimeLimitError", "MemoryError")
+
+
+def decide_test_cell(cell: Any, expected: dict, nb: Any) -> Verdict:
+    """The verdict on one test cell of `nb` (an autograded notebook), against `expected`
+    (the reference's results for that notebook): what grading and mutation testing share."""
+    gid = grade_id(cell)
+    probes, rule = expectation(expected, gid)
+    return decide(cell, probes, rule, answer_sources(nb, gid))
 
 
 def apply(cell: Any, verdict: Verdict, *, show_hidden_values: bool = False) -> None:

@@ -180,11 +180,10 @@ class Runner:
         for cell in ran[1:]:
             if not cells.is_test(cell):
                 continue
-            gid = cells.grade_id(cell)
-            probes, rule = verdict.expectation(expected, gid)
-            decision = verdict.decide(cell, probes, rule, cells.answer_sources(answered, gid))
+            decision = verdict.decide_test_cell(cell, expected, answered)
             if not decision.passed:
-                return f"{gid}: {decision.messages[0] if decision.messages else 'failed'}"
+                first = decision.messages[0] if decision.messages else "failed"
+                return f"{cells.grade_id(cell)}: {first}"
         return None
 
     def _fresh(self) -> None:

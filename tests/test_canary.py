@@ -66,10 +66,13 @@ def test_the_fingerprint_changes_with_what_can_break_grading(tmp_path, monkeypat
     spec = tmp_path / "jupyter" / "kernels" / "python3" / "kernel.json"
     spec.parent.mkdir(parents=True)
     spec.write_text('{"argv": ["python", "-c", "pass"], "display_name": "x", "language": "python"}')
-    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.setenv("MPLBACKEND", "svg")  # a setting the kernel inherits
+    # Not inherited: another program's token, and thread counts (the grader's own).
     monkeypatch.setenv("TF_TOKEN_example", "not a kernel setting")
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
     monkeypatch.setattr(sandbox, "protections", lambda: "bubblewrap missing")
     after = environment.describe()
     changed = {part for part in before if before[part] != after[part]}
     assert changed == {"data", "kernel_spec", "kernel_environment", "sandbox"}, changed
     assert "TF_TOKEN_example" not in str(after)
+    assert "OMP_NUM_THREADS" not in str(after["kernel_environment"])

@@ -2,11 +2,24 @@
 
 Nothing here decides a grade. A hidden test calls the student's functions and records what they
 return; the grader compares those records with the reference run in its own process.
+
+At grading, the test cells run in a scope of their own (`run_test`), not in the student's
+globals: the names a test assigns (`odd`, `x`, `record`, ...) never overwrite the student's,
+and the tests use the data and modules as the setup cells defined them (`watch_setup`), not as
+the student's exploration left them. `dlcourse.grader.execute.SandboxedExecute` has the kernel
+run each test and setup cell that way (`test_cell_code`, `setup_cell_code`), the reference run
+and every submission alike; the notebook keeps the cells' own source.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
+import copy
+import itertools
+import linecache
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -168,3 +181,94 @@ def _payload(key: str, encoded: Any, rtol: float, atol: float, hint: str, dtype:
 def method(*, uses: tuple[str, ...] = (), forbids: tuple[str, ...] = (), hint: str = "") -> None:
     """State the exercise's method rule; the grader checks it against the answer's source."""
     _emit({"key": "__method__", "uses": list(uses), "forbids": list(forbids), "hint": str(hint)})
+
+
+# --- the tests' own scope ---------------------------------------------------------------------
+
+# Kept in this module, not in the student's globals: what the setup cells defined, as they
+# defined it, and what the test cells run so far defined.
+setup_values: dict[str, Any] = {}
+test_values: dict[str, Any] = {}
+_TEST_CELLS = itertools.count(1)
+_CALL = "__import__('dlcourse.probe').probe."
+
+
+def test_cell_code(source: str) -> str:
+    """What the kernel runs for a test cell: its source, through `run_test`."""
+    return f"{_CALL}run_test({source!r})"
+
+
+def setup_cell_code(source: str) -> str:
+    """What the kernel runs for a setup cell: its source, after a line that keeps what it
+    defines for the tests (`watch_setup`). A cell magic or a __future__ import must come first:
+    such a cell runs as written, and the tests see its names as the student's globals hold them."""
+    if source.lstrip().startswith("%%") or "__future__" in source:
+        return source
+    return f"{_CALL}watch_setup()\n{source}"
+
+
+def watch_setup() -> None:
+    """Called first in a setup cell: once the cell has run, every global it defined or rebound
+    is kept in `setup_values`, NumPy arrays and plain containers as copies (a student's
+    exploration later may change them in place), modules and everything else as they are."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    user = sys._getframe(1).f_globals
+    before = dict(user)
+
+    def keep(*_: Any) -> None:
+        shell.events.unregister("post_run_cell", keep)
+        for name, value in list(user.items()):
+            if name.startswith("_") or name in shell.user_ns_hidden:
+                continue
+            if name not in before or before[name] is not value:
+                setup_values[name] = _pristine(value)
+
+    shell.events.register("post_run_cell", keep)
+
+
+def _pristine(value: Any) -> Any:
+    np = _numpy()
+    try:
+        if np is not None and isinstance(value, np.ndarray):
+            return value.copy()
+        if type(value) in (list, dict, set):
+            return copy.deepcopy(value)
+    except Exception:  # noqa: BLE001 - out of memory, an uncopyable item: kept as it is
+        pass
+    return value
+
+
+def run_test(source: str) -> None:
+    """Run a test cell's source (visible and hidden parts) in a scope of its own: the caller's
+    (the student's) globals, where the functions under test are, overlaid by `setup_values`,
+    then by `test_values`, with the real builtins. What it assigns goes to `test_values`, never
+    to the student's globals. As in IPython, the value of a last expression is displayed."""
+    user = sys._getframe(1).f_globals
+    scope = {**user, **setup_values, **test_values, "__builtins__": builtins}
+    before = dict(scope)
+    try:
+        _run_cell(source, scope)
+    finally:
+        test_values.update(
+            (name, value)
+            for name, value in scope.items()
+            if name not in before or before[name] is not value
+        )
+
+
+def _run_cell(source: str, scope: dict[str, Any]) -> None:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    code = TransformerManager().transform_cell(source)  # IPython's syntax, not the shell's hooks
+    filename = f"<test cell {next(_TEST_CELLS)}>"
+    # Registered as IPython registers a cell: inspect (tf.function's AutoGraph) reads it here.
+    linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
+    tree = ast.parse(code, filename)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    exec(compile(tree, filename, "exec"), scope)
+    if last is not None:
+        exec(compile(ast.Interactive([last]), filename, "single"), scope)

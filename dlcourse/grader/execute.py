@@ -25,6 +25,10 @@
   locator skips that cell;
 - enforces a wall-clock limit for the whole notebook: once it is spent, the remaining cells
   are not run and carry an error saying why;
+- has the kernel run each test cell in a scope of its own, with the data and modules as the
+  setup cells defined them (`kernel_source`, `dlcourse.probe.run_test`): a student's helper
+  named like a test's variable, or data rescaled while exploring, changes no test; the
+  notebook keeps the cells' own source;
 - stops the kernel at once when the notebook is done: a grading kernel has nothing to save,
   and a student's `atexit` hooks never run (waiting for them cost 1-2 s per notebook);
 - keeps nbclient's trace of every kernel message (DEBUG, dozens of lines per cell) out of the
@@ -48,6 +52,8 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Float, Int, default
 
+from dlcourse import probe
+from dlcourse.grader import cells
 from dlcourse.grader.budget import OutputBudget, footprint, output_size
 from dlcourse.grader.sandbox import Limits, SandboxedKernelManager, limits_for, protections
 from dlcourse.grader.sanitize import is_locked
@@ -77,6 +83,18 @@ def error_output(ename: str, message: str) -> NotebookNode:
         evalue=message,
         traceback=[f"\x1b[0;31m{ename}\x1b[0m: {message}"],
     )
+
+
+def kernel_source(cell: NotebookNode) -> str:
+    """What the kernel runs for a cell: a course test cell through `dlcourse.probe.run_test`,
+    a course setup cell with what it defines kept for the tests; any other cell as written."""
+    if not cells.grade_id(cell):  # not the course's: nbgrader gives every cell of its an id
+        return cell.source
+    if cells.is_test(cell):
+        return probe.test_cell_code(cell.source)
+    if cells.is_setup(cell):
+        return probe.setup_cell_code(cell.source)
+    return cell.source
 
 
 class _WithoutDebug(logging.LoggerAdapter):
@@ -225,6 +243,7 @@ class SandboxedExecute(Execute):
         self._dropped, self._malformed = [], 0
         # A replied cell's messages are read to their end for up to its own time limit.
         self.iopub_timeout = max(self._no_reply_wait, self._get_timeout(cell) or 0)
+        source, cell.source = cell.source, kernel_source(cell)
         try:
             cell = await super().async_execute_cell(
                 cell, cell_index, execution_count, store_history
@@ -234,6 +253,7 @@ class SandboxedExecute(Execute):
                 self.crashed_cell = cell_index
             raise
         finally:
+            cell.source = source  # the notebook keeps the cell as written
             self._say_what_was_dropped(cell, cell_index)
         return cell
 

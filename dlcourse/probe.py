@@ -190,6 +190,14 @@ def method(*, uses: tuple[str, ...] = (), forbids: tuple[str, ...] = (), hint: s
 setup_values: dict[str, Any] = {}
 test_values: dict[str, Any] = {}
 _TEST_CELLS = itertools.count(1)
+_student: dict[str, Any] | None = None  # the globals `run_test` was called from
+
+
+def student_namespace() -> dict[str, Any]:
+    """The student's globals, for a test that must put reference helpers where the student's
+    own functions look them up (and put the student's back afterwards). Outside `run_test`
+    (a notebook run cell by cell), the caller's globals are the student's."""
+    return _student if _student is not None else sys._getframe(1).f_globals
 _CALL = "__import__('dlcourse.probe').probe."
 
 
@@ -247,7 +255,8 @@ def run_test(source: str) -> None:
     (the student's) globals, where the functions under test are, overlaid by `setup_values`,
     then by `test_values`, with the real builtins. What it assigns goes to `test_values`, never
     to the student's globals. As in IPython, the value of a last expression is displayed."""
-    user = sys._getframe(1).f_globals
+    global _student
+    user = _student = sys._getframe(1).f_globals
     scope = {**user, **setup_values, **test_values, "__builtins__": builtins}
     before = dict(scope)
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -13,7 +15,16 @@ from dlcourse.grader.runner import nbgrader, tool_env
 
 REPO = Path(__file__).resolve().parent.parent
 
-__all__ = ["REPO", "generated_course", "new_course", "submit", "tree_hashes", "written", "lab_env"]
+__all__ = [
+    "REPO",
+    "generated_course",
+    "lab_env",
+    "new_course",
+    "plain_nbgrader",
+    "submit",
+    "tree_hashes",
+    "written",
+]
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
@@ -37,6 +48,18 @@ def lab_env(root: Path, **extra: str) -> dict[str, str]:
         JUPYTER_RUNTIME_DIR=str(jupyter / "runtime"),
         IPYTHONDIR=str(jupyter / "ipython"),
         **extra,
+    )
+
+
+def plain_nbgrader(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`nbgrader ARGS` as an instructor or student types it in `cwd`, never raising."""
+    return subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

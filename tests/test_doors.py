@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import REPO, generated_course, lab_env, submit, written
+from helpers import REPO, generated_course, lab_env, plain_nbgrader, submit, written
 from servers import get, running_lab
 
 from dlcourse import data
@@ -77,15 +77,8 @@ def driver(course: Course, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def plain_nbgrader(course: Course, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nbgrader", "autograde", WORKSHEET, "--force"],
-        cwd=course.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def plain_autograde(course: Course, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return plain_nbgrader(course.root, env, "autograde", WORKSHEET, "--force")
 
 
 @contextlib.contextmanager
@@ -153,7 +146,7 @@ def test_the_driver_and_plain_nbgrader_write_nothing_in_a_broken_environment(
     before = written(course)
     with BREAKAGES[breakage](env) as what:
         by_driver = driver(course, env)
-        by_nbgrader = plain_nbgrader(course, env)
+        by_nbgrader = plain_autograde(course, env)
     said = by_driver.stdout + by_driver.stderr
     assert by_driver.returncode == 3, said[-3000:]
     assert "Nothing was written" in said and what in said, said[-3000:]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import REPO, generated_course, lab_env, submit
+from helpers import REPO, generated_course, lab_env, plain_nbgrader, submit
 from leak_answers import HOSTILE, LOSES, MARK
 from servers import get, running_lab
 
@@ -163,14 +163,7 @@ def test_the_driver_scores_and_keeps_feedback_and_formgrader_to_the_verdicts(gra
 def test_plain_nbgrader_generate_feedback(graded):
     course, env = graded
     feedback_page(course, "mallory").unlink()
-    done = subprocess.run(
-        [sys.executable, "-m", "nbgrader", "generate_feedback", WORKSHEET, "--force"],
-        cwd=course.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = plain_nbgrader(course.root, env, "generate_feedback", WORKSHEET, "--force")
     assert done.returncode == 0, done.stderr[-3000:]
     check_feedback(course, "nbgrader generate_feedback")
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import plain_nbgrader
 
 REPO = Path(__file__).resolve().parent.parent
 WORKSHEET = "ws01_tensors"
@@ -36,14 +36,7 @@ def test_checkpoints_are_not_submitted_nor_called_extra(tmp_path):
     }
 
     def submit() -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "nbgrader", "submit", WORKSHEET],
-            cwd=work.parent,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        done = plain_nbgrader(work.parent, env, "submit", WORKSHEET)
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout + done.stderr
 

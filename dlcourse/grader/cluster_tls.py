@@ -155,23 +155,30 @@ def _builder(subject, issuer, public_key, days: int):
     )
 
 
+def _key_usage(authority: bool):
+    """A CA signs certificates and revocation lists; a leaf only signs its handshakes."""
+    from cryptography import x509
+
+    return x509.KeyUsage(
+        digital_signature=not authority,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=authority,
+        crl_sign=authority,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _authority(days: int):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
     key = _new_key()
     name = _name("dlcourse grading cluster CA")
-    usage = x509.KeyUsage(
-        digital_signature=False,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    usage = _key_usage(authority=True)
     cert = (
         _builder(name, name, key.public_key(), days)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -191,17 +198,7 @@ def _leaf(role: str, ca_key, ca_cert, days: int):
     purposes = [ExtendedKeyUsageOID.CLIENT_AUTH]
     if role != "client":
         purposes.append(ExtendedKeyUsageOID.SERVER_AUTH)
-    usage = x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    usage = _key_usage(authority=False)
     authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
     cert = (
         _builder(_name(f"dlcourse-{role}"), ca_cert.subject, key.public_key(), days)

@@ -26,6 +26,11 @@ from typing import Any
 MIME = "application/vnd.dlcourse.probe+json"
 MAX_ELEMENTS = 1_000_000
 MAX_DEPTH = 20
+# The builtins as they were when this module was imported (the first setup cell imports it,
+# before any answer runs): the tests resolve `isinstance`, `type`, ... here, so neither a
+# student's global named `isinstance` nor a patched `builtins` module decides a check.
+_BUILTINS: dict[str, Any] = dict(vars(builtins))
+_type = type
 _TAGS = ("__float__", "__ndarray__", "__repr__", "__error__", "__dict__")
 _ARRAY_KINDS = "biuf?US"
 
@@ -178,6 +183,50 @@ def _payload(key: str, encoded: Any, rtol: float, atol: float, hint: str, dtype:
     }
 
 
+# --- type checks decided here, not by the student's objects ---------------------------------
+
+# TensorFlow's own classes, kept when a setup cell has run (`watch_setup`), before any answer
+# could rebind `tf.Tensor` or patch a module; taken at first use where no setup cell ran.
+_real_types: dict[str, Any] = {}
+
+
+def _keep_real_types() -> dict[str, Any]:
+    if _real_types:
+        return _real_types
+    ops = sys.modules.get("tensorflow.python.framework.ops")
+    functions = sys.modules.get(
+        "tensorflow.python.eager.polymorphic_function.polymorphic_function"
+    )
+    if ops is None:
+        return _real_types
+    tensors = (getattr(ops, "EagerTensor", None), getattr(ops, "SymbolicTensor", None))
+    _real_types["tensors"] = tuple(c for c in tensors if _type(c) is _type)
+    _real_types["function"] = getattr(functions, "Function", None)
+    return _real_types
+
+
+def is_tensor(value: Any) -> bool:
+    """Whether `value` is a TensorFlow tensor: its own type (`type(value)`, which neither a
+    `__class__` property, a metaclass nor a virtual subclass changes) is one of TensorFlow's
+    tensor classes, compared by identity. A NumPy array, or any object claiming to be a
+    tensor, is not."""
+    kind = _type(value)
+    return any(kind is real for real in _keep_real_types().get("tensors", ()))
+
+
+def tracing_count(fn: Any) -> int | None:
+    """How many times `fn`, a `tf.function`, has traced, asked of TensorFlow's own `Function`
+    class rather than of `fn` (whose method or attribute may report anything); None when `fn`
+    is not exactly a `tf.function`."""
+    real = _keep_real_types().get("function")
+    if real is None or _type(fn) is not real:
+        return None
+    try:
+        return int(real.experimental_get_tracing_count(fn))
+    except Exception:  # noqa: BLE001 - a broken function object: no count
+        return None
+
+
 def method(*, uses: tuple[str, ...] = (), forbids: tuple[str, ...] = (), hint: str = "") -> None:
     """State the exercise's method rule; the grader checks it against the answer's source."""
     _emit({"key": "__method__", "uses": list(uses), "forbids": list(forbids), "hint": str(hint)})
@@ -229,6 +278,7 @@ def watch_setup() -> None:
 
     def keep(*_: Any) -> None:
         shell.events.unregister("post_run_cell", keep)
+        _keep_real_types()
         for name, value in list(user.items()):
             if name.startswith("_") or name in shell.user_ns_hidden:
                 continue
@@ -253,11 +303,13 @@ def _pristine(value: Any) -> Any:
 def run_test(source: str) -> None:
     """Run a test cell's source (visible and hidden parts) in a scope of its own: the caller's
     (the student's) globals, where the functions under test are, overlaid by `setup_values`,
-    then by `test_values`, with the real builtins. What it assigns goes to `test_values`, never
+    then by `test_values`, with the real builtins: a student's global named like a builtin
+    (`isinstance`, `type`, ...) is not seen here. What it assigns goes to `test_values`, never
     to the student's globals. As in IPython, the value of a last expression is displayed."""
     global _student
     user = _student = sys._getframe(1).f_globals
-    scope = {**user, **setup_values, **test_values, "__builtins__": builtins}
+    own = {k: v for k, v in user.items() if k.startswith("__") or k not in _BUILTINS}
+    scope = {**own, **setup_values, **test_values, "__builtins__": _BUILTINS}
     before = dict(scope)
     try:
         _run_cell(source, scope)

@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -322,25 +323,37 @@ def grep_as(user: str | None, patterns: str, paths: list[Path]) -> dict[str, set
     """{file: the patterns found in it}, searching every file under `paths` that `user` can
     read (GNU grep, fixed strings, run as `user`: what it cannot read it skips; links are not
     followed). None: as root."""
-    argv = ["grep", "-r", "-s", "-o", "-a", "-F", "-f", "-", "--", *map(str, paths)]
-    argv = (["runuser", "-u", user, "--"] if user else []) + argv
+    argv = (["runuser", "-u", user, "--"] if user else []) + grep_argv(paths)
     done = subprocess.run(
         argv, input=patterns, capture_output=True, text=True, errors="replace", check=False
     )
+    return grep_found(done.returncode, done.stdout, done.stderr)
+
+
+def grep_argv(paths: list[Path]) -> list[str]:
+    """GNU grep over `paths`: fixed strings from stdin, recursive, links not followed,
+    unreadable files skipped quietly, each match printed as `file:match`."""
+    return ["grep", "-r", "-s", "-o", "-a", "-F", "-f", "-", "--", *map(str, paths)]
+
+
+def grep_found(returncode: int, stdout: str, stderr: str) -> dict[str, set[str]]:
     # 1: nothing found; 2: also some file it could not read (-s keeps those quiet)
-    assert done.returncode in (0, 1, 2) and not done.stderr.strip(), done.stderr[-2000:]
+    assert returncode in (0, 1, 2) and not stderr.strip(), stderr[-2000:]
     found: dict[str, set[str]] = {}
-    for line in done.stdout.splitlines():
+    for line in stdout.splitlines():
         name, _, match = line.partition(":")
         found.setdefault(name, set()).add(match)
     return found
 
 
-def readable_secrets(user: str, paths: list[Path]) -> dict[str, set[str]]:
+def readable_secrets(
+    user: str, paths: list[Path], search: Callable[..., dict[str, set[str]]] | None = None
+) -> dict[str, set[str]]:
     """The secret lines (or their JSON/HTML forms) that `user` can read in files under
     `paths`. Lines that also occur in third-party code (TensorFlow and Keras have
     `weights = model.get_weights()` too) say nothing and are not searched for: those found
-    in this checkout's venv's packages, the dlcourse package aside."""
+    in this checkout's venv's packages, the dlcourse package aside. `search`: how the user's
+    grep runs (`grep_as`'s signature; default `grep_as`, through runuser)."""
     lines = secret_lines()
     assert len(lines) > 50, f"too few lines to search for: {len(lines)}"
     site = Path(sys.prefix) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
@@ -348,4 +361,4 @@ def readable_secrets(user: str, paths: list[Path]) -> dict[str, set[str]]:
     public = set().union(*grep_as(None, patterns(lines), packages).values())
     searched = {s for s in lines if not {s, json.dumps(s)[1:-1], html.escape(s)} & public}
     assert len(searched) > 50, f"too few lines left to search for: {len(searched)}"
-    return grep_as(user, patterns(searched), paths)
+    return (search or grep_as)(user, patterns(searched), paths)

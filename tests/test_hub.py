@@ -24,13 +24,14 @@ The flow, in a real browser where a person would click:
    the grader account (the same path: the sandbox, bubblewrap's unprivileged path); the
    instructor releases the feedback in the formgrader, and no secret is in it either;
 5. student 1 fetches the feedback and sees the full score; the grades are checked;
-6. what a student can read: grep, run as the student who never submitted, over every file
-   under the install's folder (the clone, the venv, the course, the exchange, the hub's
-   state), /home, what appeared in /tmp and /var/tmp since the test run began, /srv and
-   /etc, finds no line of a solution or a
-   hidden test (hubclass.readable_secrets). Not searched: the rest of the filesystem (/usr,
-   /opt: system and registry files, minutes to read) and this checkout, which is the
-   developer's copy, not part of the install (the install's clone is the copy in the folder);
+6. what a student can read: grep, run from a kernel on the hub by the student who never
+   submitted (logged in, lab open, a kernel of their own server), over every file under the
+   install's folder (the clone, the venv, the course, the exchange, the hub's state), /home,
+   what appeared in /tmp and /var/tmp since the test run began, /srv and /etc, finds no line
+   of a solution or a hidden test (hubclass.readable_secrets). Not searched: the rest of the
+   filesystem (/usr, /opt: system and registry files, minutes to read) and this checkout,
+   which is the developer's copy, not part of the install (the install's clone is the copy
+   in the folder);
 7. the hub's log has none of the warnings the course's config used to cause.
 
 Screenshots and the hub's log go to artifacts/hub/ (git-ignored).
@@ -59,7 +60,9 @@ from hubclass import (
     REPO,
     WORKSHEET,
     Accounts,
+    grep_argv,
     grep_as,
+    grep_found,
     install_class,
     patterns,
     readable_secrets,
@@ -231,6 +234,59 @@ def validate(page, hub: JupyterHub, user: str) -> str:
     text = dialog.inner_text()
     dialog.locator(".jp-mod-accept").first.click()
     return text
+
+
+# Runs in a kernel of the student's own server: a shell request, its printed output back.
+RUN_IN_KERNEL = """async ([base, code]) => {
+  const xsrf = decodeURIComponent(
+    (document.cookie.split('; ').find((c) => c.startsWith('_xsrf=')) || '=').split('=')[1]);
+  const headers = {'X-XSRFToken': xsrf, 'Content-Type': 'application/json'};
+  const made = await fetch(base + 'api/kernels', {method: 'POST', headers, body: '{}'});
+  if (!made.ok) throw new Error('kernel not started: ' + made.status);
+  const kernel = await made.json();
+  const msgId = 'grep-' + Math.random().toString(16).slice(2);
+  const ws = new WebSocket(base.replace(/^http/, 'ws') + 'api/kernels/' + kernel.id + '/channels');
+  const out = await new Promise((resolve, reject) => {
+    let text = '';
+    ws.onerror = () => reject(new Error('kernel websocket failed'));
+    ws.onopen = () => ws.send(JSON.stringify({
+      header: {msg_id: msgId, msg_type: 'execute_request', session: msgId, username: '',
+               version: '5.3', date: new Date().toISOString()},
+      parent_header: {}, metadata: {}, buffers: [], channel: 'shell',
+      content: {code, silent: false, store_history: false, user_expressions: {},
+                allow_stdin: false, stop_on_error: true}}));
+    ws.onmessage = (event) => {
+      const msg = JSON.parse(event.data);
+      if (msg.parent_header.msg_id !== msgId) return;
+      if (msg.msg_type === 'stream') text += msg.content.text;
+      if (msg.msg_type === 'error') text += msg.content.ename + ': ' + msg.content.evalue;
+      if (msg.msg_type === 'status' && msg.content.execution_state === 'idle') resolve(text);
+    };
+  });
+  ws.close();
+  await fetch(base + 'api/kernels/' + kernel.id, {method: 'DELETE', headers});
+  return out;
+}"""
+
+
+def grep_in_kernel(page, hub: JupyterHub, user: str):
+    """`hubclass.grep_as`, run from a kernel of `user`'s own server on the hub (started by the
+    browser page `user` is logged in on): what student code there can read. The patterns
+    travel in the request, never through a file."""
+
+    def search(who: str, patterns: str, paths: list[Path]) -> dict[str, set[str]]:
+        assert who == user, (who, user)
+        code = (
+            "import json, subprocess\n"
+            f"done = subprocess.run({grep_argv(paths)!r}, input={patterns!r},\n"
+            "    capture_output=True, text=True, errors='replace')\n"
+            "print('GREP' + json.dumps([done.returncode, done.stdout, done.stderr]))\n"
+        )
+        out = page.evaluate(RUN_IN_KERNEL, [f"{hub.url}/user/{user}/", code])
+        assert out.startswith("GREP"), out[-2000:]
+        return grep_found(*json.loads(out[len("GREP") :]))
+
+    return search
 
 
 def submit(page) -> None:
@@ -496,7 +552,9 @@ def test_a_class_on_jupyterhub(hub_class, browser):
     scratch = [p for t in ("/tmp", "/var/tmp") for p in Path(t).iterdir()]
     fresh = [p for p in scratch if not p.is_symlink() and p.lstat().st_ctime >= COLLECTED]
     places = [hc.root, Path("/home"), *fresh, Path("/srv"), Path("/etc")]
-    leaks = readable_secrets(s3, without(REPO, places))
+    with logged_in(browser, hub, s3, "search") as page:  # from a kernel of s3's own server
+        open_lab(page, hub, s3)
+        leaks = readable_secrets(s3, without(REPO, places), grep_in_kernel(page, hub, s3))
     assert not leaks, f"{s3} can read solution or hidden-test lines: {leaks}"
     print(f"searching what {s3} can read took {time.monotonic() - searched:.0f} s")
 

@@ -106,3 +106,81 @@ def test_readme_instructor_commands_run_as_written(tmp_path):
     assert sorted((course / "feedback" / me / worksheet).glob("*.html"))
     rows = (course / "grades.csv").read_text().splitlines()
     assert any(row.startswith(f"{worksheet},") and f",{me}," in row for row in rows), rows
+
+
+def hub_blocks() -> list[list[str]]:
+    """README's ```bash blocks under "## Running the course for a class", as the commands a
+    root shell runs (comments dropped, continuation lines joined)."""
+    text = section(README.read_text(), "Running the course for a class")
+    blocks = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        joined = block.replace("\\\n", " ")
+        lines = [line.split(" #", 1)[0].strip() for line in joined.splitlines()]
+        blocks.append([line for line in lines if line and not line.startswith("#")])
+    return blocks
+
+
+def install_default(name: str) -> str:
+    """install-hub.sh's default for `name` (`VAR=${NAME:-default}`)."""
+    script = (REPO / "deploy" / "jupyterhub" / "install-hub.sh").read_text()
+    found = re.search(rf"\$\{{{name}:-([^}}]+)\}}", script)
+    assert found, f"install-hub.sh has no default for {name}"
+    return found.group(1)
+
+
+def test_readme_hub_steps_are_the_installs(tmp_path):
+    """The hub steps on an empty server, in README's order, name what the install really is:
+    the script tests/test_hub.py runs, its venv and config paths, the commands' own options.
+    (Run as written, end to end, on a debootstrap'd Debian 12 with none of the packages: see
+    the closing notes; test_hub runs install-hub.sh and the roster command on every CI run.)"""
+    from dlcourse import hub
+
+    install, grade = hub_blocks()
+    for block in (install, grade):
+        script = tmp_path / "block.sh"
+        script.write_text("\n".join(block) + "\n")
+        assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0, block
+    env_dir = install_default("DLCOURSE_HUB_ENV")
+    python = f"{env_dir}/bin/python -m dlcourse"
+    clone = "/opt/dlcourse"
+    heads = [
+        "apt-get update && apt-get install -y",  # git on a minimal server, before the clone
+        f"install -d -m 0700 {clone} && git clone ",
+        "export DLCOURSE_HUB_STAFF=",
+        f"{clone}/deploy/jupyterhub/install-hub.sh",
+        f"{python} data install ",
+        f"{python} roster ",
+        "chpasswd < ",
+        f"{env_dir}/bin/jupyterhub -f {env_dir}/share/dlcourse/deploy/jupyterhub/"
+        "jupyterhub_config.py",
+    ]
+    assert len(install) == len(heads), install
+    for line, head in zip(install, heads, strict=True):
+        assert line.startswith(head), (line, head)
+    assert {"git", "ca-certificates"} <= set(install[0].split()), install[0]
+    exported = dict(kv.split("=", 1) for kv in install[2].split()[1:])
+    assert exported["DLCOURSE_DATA"] in install[4].split(), "data installed where the hub looks"
+    assert "--unix-users" in install[5].split()
+
+    # The options README uses exist, as the installed command parses them.
+    for argv, options in (
+        (["data", "install", "--help"], ("--from", "--url")),
+        (["roster", "--help"], ("--unix-users",)),
+        (["autograde", "--help"], ("--course",)),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "dlcourse", *argv], capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        for option in options:
+            assert option in done.stdout, (argv, option)
+
+    # The driver as the grader account, with the install's defaults.
+    defaults = hub.from_env({})
+    (command,) = grade
+    words = command.split()
+    assert words[:3] == ["runuser", "-u", defaults.grader], words
+    assert f"DLCOURSE_EXCHANGE={defaults.exchange}" in words
+    assert f"DLCOURSE_DATA={exported['DLCOURSE_DATA']}" in words
+    assert words[words.index("--course") + 1] == str(defaults.course_dir)
+    assert f"{env_dir}/bin/python" in words

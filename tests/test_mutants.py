@@ -1,8 +1,10 @@
 """Mutation testing of the hidden tests (dlcourse/mutants): a fixed sample of ws01_tensors.
 
 The sample grades, in a real kernel with the real hidden tests and the grader's verdict code,
-two exercises' mutants plus two hand-made answers: the reference answer itself (must not be
-"killed") and a known-bad one (must be). The full run is `python -m dlcourse mutants all`.
+two exercises' mutants plus three hand-made answers: the reference answer itself (must not be
+"killed"), a known-bad one (must be), and a right one whose helper is named like a name the
+test cell assigns (`crop`): the tests run in their own scope, as in grading, so it survives.
+The full run is `python -m dlcourse mutants all`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from dlcourse.mutants.run import run_worksheet
 WS = "ws01_tensors"
 SAMPLE = {"ex_center_crop": 8, "ex_dense": 6}  # exercise -> mutants graded (fixed choice)
 BAD_CROP = "    return images[:, :size, :size, :]"  # the top-left corner, not the centre
+# Right, with a helper named `crop`: the test cell assigns `crop = center_crop(grid, 2)`, so in
+# a namespace shared with the test, every later call to center_crop would fail.
+HELPER_CROP = """def crop(images, top, left, size):
+    return images[:, top : top + size, left : left + size, :]
+
+
+def center_crop(images, size):
+    return crop(images, (images.shape[1] - size) // 2, (images.shape[2] - size) // 2, size)"""
 
 
 def _master(repo):
@@ -35,6 +45,7 @@ def _sample(grade_id: str, source: str) -> list[Mutant]:
         lines = answer.splitlines()
         bad = "\n".join([*lines[:-1], BAD_CROP])
         chosen.append(Mutant(grade_id, bad, "hand-made", (f"+ {BAD_CROP.strip()}",)))
+        chosen.append(Mutant(grade_id, HELPER_CROP, "helper", ("= a helper named crop",)))
     return chosen
 
 
@@ -48,19 +59,21 @@ def test_sample_of_ws01_is_graded_like_grading(repo, tmp_path):
         assert not by_operator["reference"].killed, by_operator["reference"].reason
     crop = {o.mutant.operator: o for o in ws.exercises[0].outcomes}
     assert crop["hand-made"].killed
+    assert not crop["helper"].killed, crop["helper"].reason
     assert "test_center_crop" in crop["hand-made"].reason
     outcomes = [o for ex in ws.exercises for o in ex.outcomes]
-    assert len(outcomes) == 8 + 2 + 6 + 1
+    assert len(outcomes) == 8 + 3 + 6 + 1
     # operator mutants of these two exercises are all killed (the full run says so too)
     survivors = [o.mutant.key for o in outcomes if not o.killed]
-    assert survivors == ["= the reference answer"] * 2
+    reference = "= the reference answer"
+    assert survivors == [reference, "= a helper named crop", reference]
 
     path = tmp_path / "mutants.md"
     path.write_text("# kept\n\n<!-- mutants:ws99 -->\nold\n<!-- /mutants:ws99 -->\n")
     report.write(path, {WS: report.section(ws, {}, command="test")})
     text = path.read_text()
     assert "<!-- mutants:ws99 -->\nold\n" in text  # another worksheet's section is kept
-    assert "| ex_center_crop | 10 | 9 | 1 | 0 |" in text  # the reference survives
+    assert "| ex_center_crop | 11 | 9 | 2 | 0 |" in text  # the reference and the helper survive
     assert "| ex_dense | 7 | 6 | 1 | 0 |" in text
     assert f"<!-- /mutants:{WS} -->" in text
 

@@ -18,6 +18,10 @@ already run:
 5. the reference is run and judged once more, after the last mutant.
 
 A timeout or a dead kernel restarts the kernel and replays everything before the exercise.
+
+Every cell runs as grading runs it (`dlcourse.grader.execute.kernel_source`): the test cells in
+a scope of their own (`dlcourse.probe.run_test`), the setup cells with what they define kept
+for the tests; the answers as written.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 
 from dlcourse.grader import cells, verdict
+from dlcourse.grader.execute import kernel_source
 from dlcourse.mutants.operators import Mutant, mutants
 
 SNAPSHOT = "from dlcourse.mutants import state as __s; __s.snapshot(globals()); del __s"
@@ -149,7 +154,7 @@ class Runner:
     def _replay(self) -> None:
         """Everything before the current exercise, from a fresh kernel."""
         for cell in self.setup:
-            self._must_pass(self.kernel.run(cell.source, self.cap), "setup")
+            self._must_pass(self.kernel.run(kernel_source(cell), self.cap), "setup")
         for ex in self._done:
             self._run_block(ex, cells.solution_text(ex.source), None)
 
@@ -165,7 +170,7 @@ class Runner:
         """Run an answer and the cells after it; (the executed cells, seconds per cell)."""
         ran, seconds = [], {}
         for i, cell in enumerate([None, *ex.block]):
-            source = answer if cell is None else cell.source
+            source = answer if cell is None else kernel_source(cell)
             key = ex.grade_id if cell is None else (cells.grade_id(cell) or str(i))
             start = time.monotonic()
             timeout = self._timeout(times.get(key) if times else None)

@@ -2,7 +2,8 @@
 
 `snapshot(globals())` is run once per exercise, after the setup cells and the reference
 answers and tests of the exercises before it; `restore(globals())` before each mutant gives
-that mutant the same start: the names bound then (a shallow copy, so a mutant's new or
+that mutant the same start: the names bound then, in the student's globals and in the test
+cells' own scope (`dlcourse.probe.test_values`) (a shallow copy, so a mutant's new or
 rebound names are dropped), fresh copies of the NumPy arrays, the values of TensorFlow
 variables and Keras models bound then, and the random states (Python, NumPy, TensorFlow's
 op seeds, Keras' seed generator and layer-name counters). What a mutant changes inside
@@ -19,23 +20,37 @@ _SAVED = "__dlcourse_mutants_saved__"
 
 
 def snapshot(namespace: dict[str, Any]) -> None:
+    from dlcourse import probe
+
     names = {k: v for k, v in namespace.items() if k != _SAVED}
+    tests = dict(probe.test_values)  # what the test cells run so far assigned in their scope
     namespace[_SAVED] = {
         "names": names,
         "values": {k: _value_of(v) for k, v in names.items()},
+        "tests": tests,
+        "test values": {k: _value_of(v) for k, v in tests.items()},
         "random": _random_state(),
     }
 
 
 def restore(namespace: dict[str, Any]) -> None:
+    from dlcourse import probe
+
     saved = namespace[_SAVED]
     namespace.clear()
     namespace.update(saved["names"])
     namespace[_SAVED] = saved
-    for name, value in saved["values"].items():
-        if value is not None:
-            namespace[name] = _put_back(saved["names"][name], value)
+    _put_all_back(namespace, saved["names"], saved["values"])
+    probe.test_values.clear()
+    probe.test_values.update(saved["tests"])
+    _put_all_back(probe.test_values, saved["tests"], saved["test values"])
     _set_random_state(saved["random"])
+
+
+def _put_all_back(target: dict[str, Any], names: dict[str, Any], values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        if value is not None:
+            target[name] = _put_back(names[name], value)
 
 
 def _value_of(obj: Any) -> Any:

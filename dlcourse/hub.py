@@ -24,6 +24,8 @@ on one JupyterHub, read from the environment (every variable has a production de
 - `DLCOURSE_HUB_AUTH`: `pam` (default), `native` or `lti13` (jupyterhub_config.py).
 - `DLCOURSE_HUB_MEM_LIMIT`, `DLCOURSE_HUB_CPU_LIMIT`: each student server's limits as
   the spawner sees them (default `2G` and the thread budget).
+- `DLCOURSE_HUB_SERVICE_TIMEOUT`: seconds the hub waits for the formgrader service to answer
+  when it starts (default 120; see `wait_for_managed_services`).
 - `DLCOURSE_HUB_ENV`: install-hub.sh's only: the venv everybody uses, which the hub runs
   from (default `/opt/dlcourse-env`).
 
@@ -45,6 +47,7 @@ import os
 import re
 import shlex
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +79,7 @@ class HubCourse:
     auth: str = "pam"
     mem_limit: str = "2G"
     cpu_limit: float = 2.0
+    service_timeout: float = 120.0
 
     @property
     def students(self) -> list[str]:
@@ -119,6 +123,7 @@ def from_env(environ: Mapping[str, str] = os.environ) -> HubCourse:
         auth=environ.get("DLCOURSE_HUB_AUTH", "pam"),
         mem_limit=environ.get("DLCOURSE_HUB_MEM_LIMIT", "2G"),
         cpu_limit=float(environ.get("DLCOURSE_HUB_CPU_LIMIT", str(threads))),
+        service_timeout=float(environ.get("DLCOURSE_HUB_SERVICE_TIMEOUT", "120")),
     )
 
 
@@ -173,6 +178,39 @@ def roles(hc: HubCourse) -> list[dict]:
             ],
         },
     ]
+
+
+def wait_for_managed_services(timeout: float) -> None:
+    """Let a managed service take up to `timeout` seconds to answer when the hub starts.
+
+    JupyterHub 5.5 gives a managed service about 10 s (ten one-second tries) and then exits
+    with "Cannot connect to ... service managed" (jupyterhub/jupyterhub#5138, open; no setting).
+    The formgrader is jupyterhub-singleuser with nbgrader and JupyterLab: on a cold start of a
+    2-core server it needs 10-30 s, so the hub of README's step 4 died there. This makes each
+    managed service's start wait until its URL answers as JupyterHub's own check asks (any
+    non-5xx HTTP response), its process exits (the hub then says so), or `timeout` passes;
+    JupyterHub's check runs afterwards, unchanged. Called from jupyterhub_config.py."""
+    from jupyterhub.services.service import Service
+    from jupyterhub.utils import AnyTimeoutError
+
+    if getattr(Service.start, "waits_for_url", False):
+        return
+    started = Service.start
+
+    async def start(self) -> None:
+        await started(self)
+        if not self.url:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and await self.spawner.poll() is None:
+            try:
+                await self.server.wait_up(http=True, timeout=1)
+                return
+            except AnyTimeoutError:
+                continue
+
+    start.waits_for_url = True  # type: ignore[attr-defined]
+    Service.start = start
 
 
 def bin_dir() -> Path:

@@ -79,6 +79,9 @@ c.Authenticator.allowed_users = {*course.students, *course.all_staff, course.gra
 c.JupyterHub.load_groups = hub.groups(course)
 c.JupyterHub.load_roles = hub.roles(course)
 c.JupyterHub.services = [hub.formgrader_service(course, deploy)]
+# The formgrader may need 10-30 s to answer on a cold start; JupyterHub alone waits about 10 s
+# and then exits (jupyterhub/jupyterhub#5138). Wait up to DLCOURSE_HUB_SERVICE_TIMEOUT.
+hub.wait_for_managed_services(course.service_timeout)
 
 # --- Students' servers ----------------------------------------------------------------------
 c.Spawner.cmd = [str(hub.bin_dir() / "jupyterhub-singleuser")]

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import copy
 import itertools
 import linecache
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 MIME = "application/vnd.dlcourse.probe+json"
@@ -230,6 +231,54 @@ def tracing_count(fn: Any) -> int | None:
 def method(*, uses: tuple[str, ...] = (), forbids: tuple[str, ...] = (), hint: str = "") -> None:
     """State the exercise's method rule; the grader checks it against the answer's source."""
     _emit({"key": "__method__", "uses": list(uses), "forbids": list(forbids), "hint": str(hint)})
+
+
+# --- method rules checked by behaviour ---------------------------------------------------------
+
+# What `autodiff_altered` multiplies every gradient by: a sign change that Adam's scaling does
+# not undo, and a factor that a norm does not undo.
+AUTODIFF_FACTOR = -2.0
+
+
+@contextlib.contextmanager
+def autodiff_altered() -> Iterator[None]:
+    """Inside, TensorFlow's reverse-mode autodiff answers with AUTODIFF_FACTOR times the true
+    gradient: `GradientTape.gradient` (and through it `jacobian` and `batch_jacobian`) and
+    `tf.gradients` under any name. A test records what an answer computes inside and outside:
+    an answer whose result comes from the tape changes with it, one that computes the same
+    numbers by hand (or with a tape it then ignores) does not. `tf.function`s run eagerly
+    inside, so that one traced before still asks the (altered) tape."""
+    import tensorflow as tf
+    from tensorflow.python.ops import gradients_util
+
+    tape_gradient = tf.GradientTape.gradient
+    helper = gradients_util._GradientsHelper
+    eager = tf.config.functions_run_eagerly()
+
+    def scaled(result: Any) -> Any:
+        return tf.nest.map_structure(lambda g: None if g is None else g * AUTODIFF_FACTOR, result)
+
+    def gradient(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return scaled(tape_gradient(self, *args, **kwargs))
+
+    def gradients_helper(*args: Any, **kwargs: Any) -> Any:
+        return scaled(helper(*args, **kwargs))
+
+    tf.GradientTape.gradient = gradient
+    gradients_util._GradientsHelper = gradients_helper
+    tf.config.run_functions_eagerly(True)
+    try:
+        yield
+    finally:
+        tf.GradientTape.gradient = tape_gradient
+        gradients_util._GradientsHelper = helper
+        tf.config.run_functions_eagerly(eager)
+
+
+def call_with_autodiff_altered(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """fn(*args, **kwargs) inside `autodiff_altered`."""
+    with autodiff_altered():
+        return fn(*args, **kwargs)
 
 
 # --- the tests' own scope ---------------------------------------------------------------------

@@ -600,6 +600,63 @@ def test_required_names_by_attribute_and_import():
     ]
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "tf.compat.v1.gradients(y, x)",
+        "g = tf.compat.v2.gradients",
+        "from tensorflow import gradients\ngradients(y, x)",
+        "from tensorflow.compat.v1 import gradients as grads",
+        "import tensorflow.compat.v1 as v1\nv1.gradients(y, x)",
+        "from tensorflow.compat import v1\nv1.gradients(y, x)",
+        "import tensorflow as T\nT.gradients(y, x)",
+        "getattr(tf.compat.v1, 'gradients')(y, x)",
+        "from tensorflow import test as t\nt.compute_gradient(f, [x])",
+    ],
+)
+def test_forbidden_dotted_names_under_any_alias_or_import_form(source):
+    rule = MethodRule(forbids=("tf.gradients", "tf.test.compute_gradient"))
+    assert method_violations(rule, [source]), source
+
+
+def test_a_students_own_name_is_not_an_alias():
+    rule = MethodRule(forbids=("tf.gradients",))
+    assert method_violations(rule, ["gradients = [1.0, 2.0]\ngradients.append(3.0)"]) == []
+    assert method_violations(rule, ["import numpy as np\nnp.gradient([1.0, 2.0])"]) == []
+
+
+def test_autodiff_altered_changes_what_the_tape_answers_and_only_inside():
+    tf = pytest.importorskip("tensorflow")
+
+    def from_tape(w):
+        w = tf.Variable(w)
+        with tf.GradientTape() as tape:
+            loss = w * w
+        return float(tape.gradient(loss, w))
+
+    @tf.function
+    def traced(w):
+        with tf.GradientTape() as tape:
+            tape.watch(w)
+            loss = w * w
+        return tape.gradient(loss, w)
+
+    def by_hand(w):
+        return 2.0 * w
+
+    assert float(traced(tf.constant(3.0))) == 6.0  # traced before the change
+    altered = probe.AUTODIFF_FACTOR * 6.0
+    assert probe.call_with_autodiff_altered(from_tape, 3.0) == altered
+    assert float(probe.call_with_autodiff_altered(traced, tf.constant(3.0))) == altered
+    assert probe.call_with_autodiff_altered(by_hand, 3.0) == 6.0
+    with pytest.raises(RuntimeError):  # graph-mode tf.gradients under any name: no answer
+        probe.call_with_autodiff_altered(
+            tf.function(lambda x: tf.compat.v1.gradients(x * x, x)), tf.constant(1.0)
+        )
+    assert from_tape(3.0) == 6.0 and float(traced(tf.constant(3.0))) == 6.0
+    assert not tf.config.functions_run_eagerly()
+
+
 def test_names_from_several_answer_cells_count_together():
     assert method_violations(MethodRule(uses=("tf", "f")), ["import tensorflow as tf", "f()"]) == []
 

@@ -502,26 +502,99 @@ def _python_source(source: str) -> str:
 
 
 def _names_in(tree: ast.AST) -> set[str]:
+    """Every name the source uses, and what its imported names stand for: with
+    `from tensorflow.compat import v1 as old`, `old.gradients` is also `tf.gradients` (see
+    `_canonical`), so a rule naming `tf.gradients` sees it under any alias or import form."""
     names: set[str] = set()
+    aliases = _import_aliases(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             names.add(node.id)
+            names |= _canonical(aliases.get(node.id, ""))
         elif isinstance(node, ast.Attribute):
             names.add(node.attr)
             dotted = _dotted(node)
             if dotted:
                 names.add(dotted)
+                head, _, rest = dotted.partition(".")
+                if head in aliases:
+                    names |= _canonical(f"{aliases[head]}.{rest}")
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 names |= _module_names(alias.name) | ({alias.asname} if alias.asname else set())
+                names |= _canonical(alias.name)
         elif isinstance(node, ast.ImportFrom):
             names |= _module_names(node.module or "")
             for alias in node.names:
                 names |= {alias.name} | ({alias.asname} if alias.asname else set())
+                names |= _canonical(f"{node.module or ''}.{alias.name}")
         elif isinstance(node, ast.Call):
-            names |= _dynamic_import(node)
+            names |= _dynamic_import(node) | _getattr_name(node, aliases)
     names.discard("")
     return names
+
+
+# What the worksheets' setup cells import, for an answer cell that uses them without importing.
+_SETUP_ALIASES = {"tf": "tensorflow", "np": "numpy"}
+
+
+def _import_aliases(tree: ast.AST) -> dict[str, str]:
+    """Local name -> the dotted module path it was imported as (`tf` -> `tensorflow`,
+    `v1` -> `tensorflow.compat.v1`, `grads` -> `tensorflow.gradients`), wherever the import is."""
+    aliases: dict[str, str] = dict(_SETUP_ALIASES)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    aliases[alias.asname] = alias.name
+                else:
+                    head = alias.name.split(".")[0]
+                    aliases[head] = head
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return aliases
+
+
+# TensorFlow's compatibility namespaces hold the same functions as the top level.
+_COMPAT = re.compile(r"\.compat\.v[12](?=\.|$)")
+
+
+def _canonical(dotted: str) -> set[str]:
+    """A resolved dotted path as the rules name it: `tensorflow.compat.v1.gradients` is
+    `tensorflow.gradients` and `tf.gradients`; `keras` and `tf.keras` paths likewise."""
+    if not dotted or dotted.startswith("."):
+        return set()
+    path = _COMPAT.sub("", dotted)
+    out = {dotted, path}
+    if path == "tensorflow" or path.startswith("tensorflow."):
+        out.add("tf" + path[len("tensorflow") :])
+    if path.startswith("tensorflow.keras."):
+        out.add(path[len("tensorflow.") :])
+    return out
+
+
+def _getattr_name(node: ast.Call, aliases: dict[str, str]) -> set[str]:
+    """getattr(tf, "gradients") names tf.gradients."""
+    func = node.func
+    if not (isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) >= 2):
+        return set()
+    owner, attr = node.args[0], node.args[1]
+    if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str)):
+        return set()
+    out = {attr.value}
+    base = (
+        owner.id
+        if isinstance(owner, ast.Name)
+        else (_dotted(owner) if isinstance(owner, ast.Attribute) else None)
+    )
+    if base:
+        out.add(f"{base}.{attr.value}")
+        head, _, rest = base.partition(".")
+        if head in aliases:
+            resolved = aliases[head] + (f".{rest}" if rest else "")
+            out |= _canonical(f"{resolved}.{attr.value}")
+    return out
 
 
 def _module_names(module: str) -> set[str]:

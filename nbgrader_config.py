@@ -154,6 +154,10 @@ c.SandboxedExecute.limits = {
     "file_size_mb": 256,
     "notebook_seconds": 300,
     "cpus": 1,
+    # What a kernel can write, all tmpfs (memory; with cgroups, counted in memory_mb): its
+    # private /tmp, and its working directory and HOME, each.
+    "tmp_mb": 512,
+    "work_mb": 256,
 }
 # A worksheet that needs more gets its own entry, e.g. {"ws05_cnn": {"memory_mb": 12288}}.
 c.SandboxedExecute.per_assignment = {}

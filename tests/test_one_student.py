@@ -206,3 +206,81 @@ def test_one_wall_clock_budget_covers_every_run_of_a_student(tmp_path):
     assert time.monotonic() - start <= budget + 60  # the canary ran first
     assert not outcome.ok and outcome.timed_out, outcome
     assert any(f"after {budget} s, the limit for the whole submission" in n for n in outcome.notes)
+
+
+# Writes 4 MB files into every place it can write (its working directory, HOME, /tmp, the
+# directory of its kernel's sockets) until each is full, then fails with the first "No space
+# left on device": its own exercise is lost, nothing else. Capped at 1 GB a place, in case a
+# place is the disk.
+DISK_HOG = """import errno
+import os
+
+_wrote, _last = {}, None
+for _where in (os.getcwd(), os.path.expanduser("~"), "/tmp", os.environ["JUPYTER_RUNTIME_DIR"]):
+    _total = 0
+    try:
+        while _total < 1024:
+            with open(os.path.join(_where, f"fill-{_total}.bin"), "wb") as _f:
+                _f.write(os.urandom(4 * 2**20))
+            _total += 4
+        _stop = "cap"
+    except OSError as _err:
+        _stop = errno.errorcode.get(_err.errno, str(_err.errno))
+        if _err.errno == errno.ENOSPC and _last is None:
+            _last = _err
+    _wrote[_where] = (_total, _stop)
+print("DISK", _wrote)
+if _last is not None:
+    raise _last
+
+"""
+# Small writable areas, so that filling them is quick: /tmp 48 MB, working directory and HOME
+# 24 MB each.
+SMALL_DISKS = (
+    "\nc.SandboxedExecute.limits = dict(c.SandboxedExecute.limits, tmp_mb=48, work_mb=24)\n"
+)
+
+
+def test_a_neighbour_that_fills_the_disk_costs_nobody_else_anything(tmp_path):
+    """A submission that writes until the disk is full fills only its kernel's own tmpfs
+    mounts (working directory, HOME, /tmp; the socket directory is not writable): never the
+    machine's disk. The honest student graded beside it scores exactly as alone with no
+    note; the hog loses only the exercise whose cell failed, with its own error shown and a
+    note that sends it to its feedback."""
+    import ast
+
+    course = generated_course(tmp_path / "course", [WORKSHEET], SMALL_DISKS)
+    (name, release_nb), (source_nb,) = (
+        next(iter(course.release_notebooks(WORKSHEET).items())),
+        course.source_notebooks(WORKSHEET).values(),
+    )
+    reference = cells.reference_answers(source_nb)
+    full = cells.grade_cells(source_nb)
+    hog = reference | {LAST: DISK_HOG + reference[LAST]}
+    submit(course, WORKSHEET, "disk_hog", {name: cells.answered(release_nb, hog)})
+    submit(course, WORKSHEET, "honest", {name: cells.answered(release_nb, reference)})
+
+    outcomes, _ = grade(course, WORKSHEET, ["disk_hog", "honest"], workers=2)
+    outcomes = {o.student: o for o in outcomes}
+
+    assert course.scores(WORKSHEET, "honest") == pytest.approx(full)
+    assert outcomes["honest"].ok and not outcomes["honest"].notes, outcomes["honest"]
+
+    hog_outcome = outcomes["disk_hog"]
+    # Graded, its own mistake: the note points at the feedback, and blames no crash.
+    assert hog_outcome.ok and not hog_outcome.retry_alone, hog_outcome
+    assert hog_outcome.notes == [
+        "some tests failed; each failing test says why in your feedback"
+    ], hog_outcome.notes
+    assert course.scores(WORKSHEET, "disk_hog") == pytest.approx(full | {"test_ema_update": 0})
+    graded = nbformat.read(course.autograded("disk_hog", WORKSHEET) / f"{name}.ipynb", 4)
+    cell = next(c for c in graded.cells if cells.grade_id(c) == LAST)
+    text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    errors = [o for o in cell.outputs if o.output_type == "error"]
+    assert errors and "No space left on device" in errors[0].evalue, cell.outputs
+    wrote = ast.literal_eval(text.split("DISK ", 1)[1].strip())
+    places = list(wrote.values())
+    # cwd and HOME: full at 24 MB; /tmp: full at 48 MB; the socket directory: refused.
+    assert [stop for _, stop in places] == ["ENOSPC", "ENOSPC", "ENOSPC", "EACCES"], wrote
+    caps = (24, 24, 48, 0)
+    assert all(mb <= cap for (mb, _), cap in zip(places, caps, strict=True)), wrote

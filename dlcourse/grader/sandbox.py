@@ -3,9 +3,13 @@
 Each kernel nbgrader starts to autograde a submission is wrapped, where the machine allows, in
 
 - **bubblewrap** (`bwrap`, Debian package `bubblewrap`): a new mount namespace in which the
-  kernel sees the system and the Python environment read-only, the data sets read-only, a
-  private writable `/tmp` (a size-limited tmpfs owned by the kernel's user) and `HOME`, and
-  its own scratch directory mounted over its working directory. The
+  kernel sees the system and the Python environment read-only, the data sets read-only, and
+  can write only to size-limited tmpfs mounts of its own, owned by the kernel's user: a
+  private `/tmp`, `HOME`, and its working directory (a copy of the files handed out with the
+  assignment). Nothing it writes lands on the machine's disk, so a submission that writes
+  until the disk is full fills only its own tmpfs (and, with cgroups, its memory budget:
+  tmpfs pages count there). The IPC directory where it creates its sockets is made the
+  grader's once they exist (`_seal_ipc`). The
   course directory (`source/`, `gradebook.db`, `submitted/`, the exchange, other students'
   work) simply does not exist in there. We chose bubblewrap over plain `unshare` + bind mounts
   because it is one small setuid-free binary that builds the whole view declaratively, kills
@@ -31,6 +35,7 @@ autograde driver prints it before grading, the report records it, and
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import secrets
@@ -67,6 +72,7 @@ class Limits:
     file_size_mb: int = 256  # the largest file the kernel may write
     notebook_seconds: int = 300  # wall clock for one notebook, all cells together
     tmp_mb: int = 512  # the kernel's private /tmp (a tmpfs: memory, counted here)
+    work_mb: int = 256  # its working directory and its HOME: a tmpfs of this size each
     # Wall clock for one student, every run of their submission together (autograde, crash
     # locator, re-grade, retry alone); 0: derived from notebook_seconds (driver.GradingLimits).
     grading_seconds: int = 0
@@ -406,6 +412,11 @@ def process_limit(limits: Limits, prot: Protections) -> int | None:
     return None
 
 
+# Run first in the sandbox: copy the handed-out files ($1, read-only) into the working
+# directory's tmpfs ($2), then the kernel command.
+_FILL_WORKDIR = 'cp -a "$1/." "$2/" && shift 2 && exec "$@"'
+
+
 def wrap_command(
     cmd: list[str],
     scratch: Scratch,
@@ -433,16 +444,29 @@ def wrap_command(
         if drops_privileges(prot):
             drop = [shutil.which("setpriv") or "setpriv", f"--reuid={uid}"]
             drop += [f"--regid={uid}", "--clear-groups", "--"]
-            # /tmp becomes the kernel user's own (a tmpfs is made root's), then root is dropped.
-            own_tmp = 'chown "$0:$0" /tmp && exec "$@"'
-            inner = [shutil.which("sh") or "/bin/sh", "-c", own_tmp, str(uid), *drop, *inner]
+            # The tmpfs mounts become the kernel user's own (bwrap makes them root's; the
+            # copied files already are, `Scratch.hand_to`), then root is dropped.
+            own = 'chown "$0:$0" /tmp "$1" "$2" && shift 2 && exec "$@"'
+            inner = [shutil.which("sh") or "/bin/sh", "-c", own, str(uid), str(cwd),
+                     str(scratch.home), *drop, *inner]  # fmt: skip
+        # The working directory and HOME are tmpfs mounts of their own, not the scratch
+        # folders on the machine's disk; the handed-out files are copied in from a read-only
+        # view of the scratch copy before the kernel starts (fails closed: a copy that does
+        # not fit stops the kernel).
+        inner = [shutil.which("sh") or "/bin/sh", "-c", _FILL_WORKDIR, "sh",
+                 str(scratch.workdir), str(cwd), *inner]  # fmt: skip
         mounts = [("--ro-bind", source, dest) for source, dest in readable_mounts()]
-        mounts += [("--bind", scratch.workdir, cwd)]
-        mounts += [("--bind", path, path) for path in (scratch.home, scratch.ipc)]
+        mounts += [("--ro-bind", scratch.workdir, scratch.workdir)]
+        mounts += [("--tmpfs", None, path) for path in (cwd, scratch.home)]
+        mounts += [("--bind", scratch.ipc, scratch.ipc)]
         outer = [shutil.which("bwrap") or "bwrap", *_bwrap_base(limits.tmp_mb * 2**20)]
         outer += _parent_dirs([dest for _, _, dest in mounts])
         for how, source, dest in mounts:
-            outer += [how, str(source), str(dest)]
+            if source is None:  # a tmpfs of the kernel's own, as /tmp is
+                outer += ["--size", str(limits.work_mb * 2**20), "--perms", "0700"]
+                outer += [how, str(dest)]
+            else:
+                outer += [how, str(source), str(dest)]
         outer += ["--chdir", str(cwd)]
         # ipykernel quits when its parent looks like init, as bwrap's init does in the PID
         # namespace; PID 1 tells it not to watch (bwrap kills the kernel with its parent).
@@ -508,11 +532,40 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def _async_post_start_kernel(self, **kw: Any) -> None:
         await super()._async_post_start_kernel(**kw)
+        await self._seal_ipc()
         group, pid = getattr(self, "_budget_group", None), getattr(self.provisioner, "pid", None)
         if group is not None and pid is not None and not await group.joined(pid):
             self.log.warning(
                 "this kernel runs without its CPU and memory budget: not in %s", group.name
             )
+
+    async def _seal_ipc(self, timeout: float = 60.0) -> None:
+        """Once the kernel has made its sockets in the IPC directory (on the machine's disk),
+        take the directory and the connection file from it: as root, they become root's (the
+        kernel runs as a user of its own), so it can create nothing more there. As an
+        ordinary user, the kernel is that same user: they are made read-only, which it could
+        undo (README says so)."""
+        scratch = getattr(self, "_scratch", None)
+        if scratch is None or not protections().filesystem:
+            return
+        info = self.get_connection_info()
+        ports = [info[k] for k in ("shell_port", "iopub_port", "stdin_port", "control_port",
+                                   "hb_port")]  # fmt: skip
+        sockets = [Path(f"{self.ip}-{port}") for port in ports]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not all(s.exists() for s in sockets):
+            if not await self.is_alive() or asyncio.get_running_loop().time() > deadline:
+                return  # the kernel never came up: its client fails to connect
+            await asyncio.sleep(0.05)
+        paths = [scratch.ipc, *scratch.ipc.iterdir()]
+        for path in paths:
+            if os.geteuid() == 0:
+                os.lchown(path, 0, 0)
+            if path.is_symlink() or path.is_socket():
+                continue
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        if os.geteuid() != 0:
+            scratch.ipc.chmod(0o555)
 
     def _leave_budget(self) -> None:
         """Kill whatever the kernel left running in its cgroup, and remove the cgroup."""

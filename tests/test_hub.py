@@ -143,7 +143,11 @@ def shot(page, name: str) -> None:
 
 @contextlib.contextmanager
 def logged_in(browser, hub: JupyterHub, user: str, name: str):
-    """A fresh browser context; `user` logs in on the hub's login page."""
+    """A fresh browser context; `user` logs in on the hub's login page. Assertions on its
+    pages wait up to UI (not Playwright's 5 s): lab panels open slowly on a busy server."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=UI)
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.route(
         "**/*",

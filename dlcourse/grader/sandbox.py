@@ -173,11 +173,20 @@ def refusal(prot: Protections | None = None) -> str | None:
     )
 
 
-def _works(cmd: list[str]) -> bool:
+def _fails(cmd: list[str]) -> str | None:
+    """Why `cmd` fails (its last line of stderr, or what stopped it), or None if it works."""
     try:
-        return subprocess.run(cmd, check=False, capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return str(err)
+    if done.returncode == 0:
+        return None
+    lines = (done.stderr or "").strip().splitlines()
+    return lines[-1] if lines else f"exit status {done.returncode}"
+
+
+def _works(cmd: list[str]) -> bool:
+    return _fails(cmd) is None
 
 
 @cache
@@ -191,11 +200,17 @@ def protections() -> Protections:
     prlimit = shutil.which("prlimit")
     setpriv = shutil.which("setpriv")
     probe = [bwrap, *_bwrap_base(Limits().tmp_mb * 2**20), "--", "true"] if bwrap else []
-    bwrap_ok = bool(bwrap) and _works(probe)
+    bwrap_error = _fails(probe) if bwrap else "not installed"
+    bwrap_ok = bwrap_error is None
     if not bwrap:
         missing.append("install bubblewrap (apt-get install bubblewrap)")
     elif not bwrap_ok:
-        missing.append("bwrap cannot create namespaces here (user namespaces disabled?)")
+        missing.append(
+            f"bwrap cannot build the sandbox here ({bwrap_error}): user namespaces may be "
+            "off for this account (Ubuntu 24.04's AppArmor restricts them), or this is a "
+            "container whose /proc is partly masked (Docker, LXC); grade as root, or on a "
+            "host or VM"
+        )
     unshare = shutil.which("unshare")
     unshare_flags = ["-n"] if root else ["-rn"]
     unshare_ok = not bwrap_ok and bool(unshare) and _works([unshare, *unshare_flags, "true"])

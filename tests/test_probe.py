@@ -713,3 +713,62 @@ def test_save_expected_tightens_an_existing_file(tmp_path):
 def test_expected_from_refuses_a_failing_reference():
     with pytest.raises(ValueError, match="t1"):
         expected_from(master_notebook(recorded("a", 1), error()))
+
+
+def test_type_checks_ask_the_value_s_own_type_not_the_value():
+    """is_tensor and tracing_count are decided by TensorFlow's own classes: an array whose
+    __class__ claims tf.Tensor, a class whose metaclass says it equals anything, a tf.function
+    whose tracing count was replaced, or an object reporting one trace, earn nothing."""
+    tf = pytest.importorskip("tensorflow")
+
+    class Claims(np.ndarray):
+        @property
+        def __class__(self):
+            return tf.Tensor
+
+    class EqualsAnything(type):
+        def __eq__(cls, other):
+            return True
+
+        __hash__ = type.__hash__
+
+    class Liar(metaclass=EqualsAnything):
+        def experimental_get_tracing_count(self):
+            return 1
+
+    fake = np.zeros(3, np.float32).view(Claims)
+    assert isinstance(fake, tf.Tensor)  # what fooled the hidden tests before
+    assert probe.is_tensor(tf.constant([1.0])) and probe.is_tensor(tf.zeros((2, 2)))
+    assert not any(probe.is_tensor(v) for v in (fake, np.zeros(3), Liar(), 1.0, None))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def once(x):
+        return x * 2.0
+
+    @tf.function
+    def retraces(x):
+        return x * 2.0
+
+    for n in (1, 2, 3):
+        once(tf.ones(n))
+        retraces(tf.ones(n))
+    retraces.experimental_get_tracing_count = lambda: 1
+    assert probe.tracing_count(once) == 1
+    assert probe.tracing_count(retraces) > 1
+    assert probe.tracing_count(Liar()) is None and probe.tracing_count(len) is None
+
+
+def test_a_test_cell_sees_python_s_builtins_not_the_student_s():
+    pytest.importorskip("IPython")
+    student = {"__name__": "__main__", "isinstance": lambda *a: True, "type": lambda o: int}
+    try:
+        exec(  # the cell runs from the student's globals, as the kernel runs it
+            "from dlcourse import probe\n"
+            "probe.run_test('seen_by_test = (isinstance(1, str), type(1.5).__name__)')\n",
+            student,
+        )
+        assert probe.test_values["seen_by_test"] == (False, "float")
+        assert "seen_by_test" not in student
+    finally:
+        probe.test_values.pop("seen_by_test", None)
+        probe._student = None

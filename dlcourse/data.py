@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import pickle
+import sys
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -329,7 +330,7 @@ def _not_found(name: str, dirs: list[Path]) -> DatasetError:
         f"  * put the course data next to the repo (../shared/data) or in ./data;\n"
         f"  * export {DATA_ENV}=/path/to/data;\n"
         f"  * install them from the folder or archive the course hands out (or --url URL_BASE):\n"
-        f"    python -m dlcourse data install DIR --from FOLDER_OR_ARCHIVE, then export "
+        f"    {sys.executable} -m dlcourse data install DIR --from FOLDER_OR_ARCHIVE, then export "
         f"{DATA_ENV}=DIR;\n"
         f"  * when online, export {DOWNLOAD_ENV}=1 to let Keras download the genuine files."
     )

@@ -10,6 +10,8 @@ feedback, report), one class per configuration:
   share its kernel's CPU and limits), and a "staller" makes its setup cell run past its time
   limit (an import hook that sleeps): each is graded again alone and then "could not be
   graded": no grade written, a neutral message, never a 0 or a FAILED that blames it;
+- beside a memory hoarder (the kernel and four forked children, 2.5 GB each, twice the
+  kernel's budget): the honest student scores exactly as alone, with no note;
 - a right answer that saves to /tmp (the sandbox's private tmpfs) keeps full marks;
 - an exception whose class name carries a newline and a forged bullet, raised in a locked
   setup cell, and worked copies whose names carry one: each stays one escaped line in the
@@ -57,6 +59,19 @@ def _import(name, *args, **kwargs):
 
 
 builtins.__import__ = _import
+"""
+# Memory: four children and the kernel each take 2.5 GB (pages touched), 12.5 GB in all,
+# twice the kernel's budget; with cgroups the kernel's own tree is killed, never a neighbour.
+MEMORY_HOG = """import os, time
+
+hoard = []
+for _ in range(4):
+    if os.fork() == 0:
+        hoard.append(bytearray(2500 * 2**20))
+        time.sleep(60)
+        os._exit(0)
+hoard.append(bytearray(2500 * 2**20))
+time.sleep(20)
 """
 TMP_WRITER = """import json
 
@@ -114,6 +129,8 @@ def test_a_neighbour_or_a_forged_name_costs_nobody_else_anything(tmp_path):
         {name: with_first_cell(cells.answered(release_nb, reference), HOG)},
     )
     submit(course, WORKSHEET, "honest", {name: right})
+    hoarder = reference | {LAST: MEMORY_HOG + reference[LAST]}
+    submit(course, WORKSHEET, "hoarder", {name: cells.answered(release_nb, hoarder)})
     staller = with_first_cell(cells.answered(release_nb, reference), STALLER)
     submit(course, WORKSHEET, "staller", {name: staller})
     tmp_answer = reference | {LAST: TMP_WRITER + reference[LAST]}
@@ -132,14 +149,15 @@ def test_a_neighbour_or_a_forged_name_costs_nobody_else_anything(tmp_path):
     outcomes, report = grade(
         course,
         WORKSHEET,
-        ["hog", "honest", "tmp_writer", "forger", "copier", "staller"],
+        ["hog", "honest", "hoarder", "tmp_writer", "forger", "copier", "staller"],
         workers=2,
         progress=said.append,
     )
     outcomes = {o.student: o for o in outcomes}
     log = "\n".join(said)
 
-    # The honest student and the /tmp writer: exactly as alone, no note.
+    # The honest student and the /tmp writer, graded beside a CPU hog of many sessions and a
+    # memory hoarder: exactly as alone, no note. (The hoarder's own marks are its business.)
     for student in ("honest", "tmp_writer"):
         assert course.scores(WORKSHEET, student) == pytest.approx(full), (student, log)
         assert outcomes[student].ok and not outcomes[student].notes, outcomes[student]

@@ -195,9 +195,7 @@ def _keep_real_types() -> dict[str, Any]:
     if _real_types:
         return _real_types
     ops = sys.modules.get("tensorflow.python.framework.ops")
-    functions = sys.modules.get(
-        "tensorflow.python.eager.polymorphic_function.polymorphic_function"
-    )
+    functions = sys.modules.get("tensorflow.python.eager.polymorphic_function.polymorphic_function")
     if ops is None:
         return _real_types
     tensors = (getattr(ops, "EagerTensor", None), getattr(ops, "SymbolicTensor", None))
@@ -296,6 +294,8 @@ def student_namespace() -> dict[str, Any]:
     own functions look them up (and put the student's back afterwards). Outside `run_test`
     (a notebook run cell by cell), the caller's globals are the student's."""
     return _student if _student is not None else sys._getframe(1).f_globals
+
+
 _CALL = "__import__('dlcourse.probe').probe."
 
 

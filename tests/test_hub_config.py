@@ -5,7 +5,6 @@ from the chart's documented values for chart 4.x)."""
 
 from __future__ import annotations
 
-import re
 import sys
 
 import nbformat
@@ -227,27 +226,6 @@ def test_formgrader_links_resolve_on_the_service():
         "http://hub/services/dlcourse/tree/source/ws01_tensors"
     )
     assert hub_url_prefix(".", None) == "."  # not on a hub: nbgrader's own
-
-
-def test_readme_hub_block_runs_the_install_script(repo):
-    """README's hub commands: the install script (not a raw apt line, not the clone's venv),
-    then everything from the installed venv, the hub with the config the script installs."""
-    text = (repo / "README.md").read_text()
-    start = text.index("\n## Running the course for a class\n")
-    section = text[start : text.index("\n## ", start + 1)]
-    block = re.findall(r"```bash\n(.*?)```", section, re.S)[0]
-    commands = [line for line in block.splitlines() if line and not line.startswith("#")]
-    assert any(c.startswith("/opt/dlcourse/deploy/jupyterhub/install-hub.sh") for c in commands)
-    assert not any("apt-get" in c or ".venv/" in c or c.startswith("make ") for c in commands)
-    script = (repo / "deploy" / "jupyterhub" / "install-hub.sh").read_text()
-    assert "ENV_DIR=${DLCOURSE_HUB_ENV:-/opt/dlcourse-env}" in script
-    assert 'config="$ENV_DIR/share/dlcourse/deploy/jupyterhub/jupyterhub_config.py"' in script
-    hub_line = commands[-1]
-    assert hub_line == (
-        "/opt/dlcourse-env/bin/jupyterhub -f "
-        "/opt/dlcourse-env/share/dlcourse/deploy/jupyterhub/jupyterhub_config.py"
-    )
-    assert '"$SRC/deploy/system-packages" hub' in script
 
 
 def test_formgrader_link_patch_applies_once(monkeypatch):

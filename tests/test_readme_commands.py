@@ -157,7 +157,14 @@ def test_readme_hub_steps_are_the_installs(tmp_path):
     assert len(install) == len(heads), install
     for line, head in zip(install, heads, strict=True):
         assert line.startswith(head), (line, head)
-    assert {"git", "ca-certificates"} <= set(install[0].split()), install[0]
+    # apt only for what the clone needs; the rest of the system packages are install-hub.sh's
+    # (deploy/system-packages, the one list), and nothing comes from a checkout's .venv or make.
+    packages = install[0].split("apt-get install", 1)[1].split()
+    assert {p for p in packages if not p.startswith("-")} == {"git", "ca-certificates"}
+    assert not any(".venv/" in c or c.startswith("make ") for c in install), install
+    script = (REPO / "deploy" / "jupyterhub" / "install-hub.sh").read_text()
+    assert '"$SRC/deploy/system-packages" hub' in script
+    assert 'config="$ENV_DIR/share/dlcourse/deploy/jupyterhub/jupyterhub_config.py"' in script
     exported = dict(kv.split("=", 1) for kv in install[2].split()[1:])
     assert exported["DLCOURSE_DATA"] in install[4].split(), "data installed where the hub looks"
     assert "--unix-users" in install[5].split()

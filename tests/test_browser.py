@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -34,6 +33,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from browsing import CHROMIUM, chromium, screenshot
+from helpers import plain_nbgrader
 from servers import get, running_lab
 
 from dlcourse.data import course_data_dir
@@ -174,14 +174,7 @@ def lab(tmp_path_factory):
 
     # The instructor releases the worksheet to the (temporary) exchange.
     for args in (["db", "assignment", "add", worksheet], ["release_assignment", worksheet]):
-        done = subprocess.run(
-            [sys.executable, "-m", "nbgrader", *args],
-            cwd=course,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        done = plain_nbgrader(course, env, *args)
         assert done.returncode == 0, f"nbgrader {' '.join(args)}:\n{done.stderr}"
 
     with running_lab(course, course, env, root / "jupyter.log", ARTIFACTS) as (base, token):

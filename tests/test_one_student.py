@@ -107,6 +107,18 @@ c.SandboxedExecute.timeout_floor = 5
 """
 
 
+def the_notebook(course) -> tuple[str, nbformat.NotebookNode, nbformat.NotebookNode]:
+    """The worksheet's one notebook: its name, the student version, the master copy."""
+    ((name, release_nb),) = course.release_notebooks(WORKSHEET).items()
+    (source_nb,) = course.source_notebooks(WORKSHEET).values()
+    return name, release_nb, source_nb
+
+
+def before_last(reference: dict[str, str], code: str) -> dict[str, str]:
+    """The reference answers with `code` run first in the last exercise's cell."""
+    return reference | {LAST: code + reference[LAST]}
+
+
 def with_first_cell(nb: nbformat.NotebookNode, source: str) -> nbformat.NotebookNode:
     """A cell the student added above the course's setup cells (nothing stops that)."""
     nb.cells.insert(0, nbformat.v4.new_code_cell(source))
@@ -115,10 +127,7 @@ def with_first_cell(nb: nbformat.NotebookNode, source: str) -> nbformat.Notebook
 
 def test_a_neighbour_or_a_forged_name_costs_nobody_else_anything(tmp_path):
     course = generated_course(tmp_path / "course", [WORKSHEET], NEIGHBOUR_LIMITS)
-    (name, release_nb), (source_nb,) = (
-        next(iter(course.release_notebooks(WORKSHEET).items())),
-        course.source_notebooks(WORKSHEET).values(),
-    )
+    name, release_nb, source_nb = the_notebook(course)
     reference = cells.reference_answers(source_nb)
     full = cells.grade_cells(source_nb)
     right = cells.answered(release_nb, reference)
@@ -129,11 +138,11 @@ def test_a_neighbour_or_a_forged_name_costs_nobody_else_anything(tmp_path):
         {name: with_first_cell(cells.answered(release_nb, reference), HOG)},
     )
     submit(course, WORKSHEET, "honest", {name: right})
-    hoarder = reference | {LAST: MEMORY_HOG + reference[LAST]}
+    hoarder = before_last(reference, MEMORY_HOG)
     submit(course, WORKSHEET, "hoarder", {name: cells.answered(release_nb, hoarder)})
     staller = with_first_cell(cells.answered(release_nb, reference), STALLER)
     submit(course, WORKSHEET, "staller", {name: staller})
-    tmp_answer = reference | {LAST: TMP_WRITER + reference[LAST]}
+    tmp_answer = before_last(reference, TMP_WRITER)
     submit(course, WORKSHEET, "tmp_writer", {name: cells.answered(release_nb, tmp_answer)})
     submit(
         course,
@@ -210,10 +219,7 @@ def test_one_wall_clock_budget_covers_every_run_of_a_student(tmp_path):
         f"\nc.SandboxedExecute.limits = dict(c.SandboxedExecute.limits, grading_seconds={budget})\n"
     )
     course = generated_course(tmp_path / "course", [WORKSHEET], config)
-    (name, release_nb), (source_nb,) = (
-        next(iter(course.release_notebooks(WORKSHEET).items())),
-        course.source_notebooks(WORKSHEET).values(),
-    )
+    name, release_nb, source_nb = the_notebook(course)
     nb = cells.answered(release_nb, cells.reference_answers(source_nb))
     nb.cells.append(nbformat.v4.new_code_cell(SLOW_CRASH))
     submit(course, WORKSHEET, "slow_crash", {name: nb})
@@ -268,13 +274,10 @@ def test_a_neighbour_that_fills_the_disk_costs_nobody_else_anything(tmp_path):
     import ast
 
     course = generated_course(tmp_path / "course", [WORKSHEET], SMALL_DISKS)
-    (name, release_nb), (source_nb,) = (
-        next(iter(course.release_notebooks(WORKSHEET).items())),
-        course.source_notebooks(WORKSHEET).values(),
-    )
+    name, release_nb, source_nb = the_notebook(course)
     reference = cells.reference_answers(source_nb)
     full = cells.grade_cells(source_nb)
-    hog = reference | {LAST: DISK_HOG + reference[LAST]}
+    hog = before_last(reference, DISK_HOG)
     submit(course, WORKSHEET, "disk_hog", {name: cells.answered(release_nb, hog)})
     submit(course, WORKSHEET, "honest", {name: cells.answered(release_nb, reference)})
 

@@ -18,6 +18,7 @@ import builtins
 import contextlib
 import copy
 import itertools
+import json
 import linecache
 import math
 import sys
@@ -149,9 +150,17 @@ def record(
     atol: float = 1e-6,
     hint: str = "",
     dtype: bool = False,
+    weight: float = 1.0,
+    kind: str = "match",
+    params: dict[str, Any] | None = None,
 ) -> None:
-    """Send `value` to the grader under `key`; the tolerances count only in the reference run."""
-    _emit(_payload(key, encode(value), rtol, atol, hint, dtype))
+    """Send `value` to the grader under `key`. Everything but the value counts only in the
+    reference run: the tolerances; `weight`, this check's share of the cell's points against
+    the cell's other checks (default 1: an equal split); `kind`, how the grader turns the
+    value into a credit between 0 and 1 (`dlcourse.grader.verdict.CREDIT_KINDS`; "match":
+    1 when it matches the reference's value, else 0), and `params`, that kind's settings
+    (plain JSON data)."""
+    _emit(_payload(key, encode(value), rtol, atol, hint, dtype, weight, kind, params))
 
 
 def record_call(
@@ -163,6 +172,9 @@ def record_call(
     atol: float = 1e-6,
     hint: str = "",
     dtype: bool = False,
+    weight: float = 1.0,
+    kind: str = "match",
+    params: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
     """Like record(key, fn(*args, **kwargs)), but an exception is recorded instead of raised."""
@@ -170,10 +182,20 @@ def record_call(
         encoded = encode(fn(*args, **kwargs))
     except Exception as exc:
         encoded = {"__error__": _describe(exc)}
-    _emit(_payload(key, encoded, rtol, atol, hint, dtype))
+    _emit(_payload(key, encoded, rtol, atol, hint, dtype, weight, kind, params))
 
 
-def _payload(key: str, encoded: Any, rtol: float, atol: float, hint: str, dtype: bool) -> dict:
+def _payload(
+    key: str,
+    encoded: Any,
+    rtol: float,
+    atol: float,
+    hint: str,
+    dtype: bool,
+    weight: float = 1.0,
+    kind: str = "match",
+    params: dict[str, Any] | None = None,
+) -> dict:
     return {
         "key": str(key),
         "value": encoded,
@@ -181,6 +203,9 @@ def _payload(key: str, encoded: Any, rtol: float, atol: float, hint: str, dtype:
         "atol": float(atol),
         "hint": str(hint),
         "dtype": bool(dtype),
+        "weight": float(weight),
+        "kind": str(kind),
+        "params": json.loads(json.dumps(dict(params or {}), allow_nan=False)),
     }
 
 
@@ -391,6 +416,7 @@ def run_test(source: str) -> None:
     (`isinstance`, `type`, ...) is not seen here. What it assigns goes to `test_values`, never
     to the student's globals. As in IPython, the value of a last expression is displayed."""
     global _student
+    _restore()
     user = _student = sys._getframe(1).f_globals
     own = {k: v for k, v in user.items() if k.startswith("__") or k not in _BUILTINS}
     scope = {**own, **setup_values, **test_values, "__builtins__": _BUILTINS}
@@ -417,3 +443,68 @@ def _run_cell(source: str, scope: dict[str, Any]) -> None:
     exec(compile(tree, filename, "exec"), scope)
     if last is not None:
         exec(compile(ast.Interactive([last]), filename, "single"), scope)
+
+
+# --- loaded at kernel start, before any cell ----------------------------------------------------
+
+# What a grading kernel runs before its first cell (`IPKernelApp.exec_lines`, added to the kernel's
+# command by `dlcourse.grader.sandbox.SandboxedKernelManager`, whichever door starts it): this
+# module, NumPy, TensorFlow and Keras are imported and the real builtins and classes kept before
+# any cell, a student's cell above the setup cell included, could rebind or patch them.
+KERNEL_START = "__import__('dlcourse.probe').probe.kernel_start()"
+_KERNEL_START_IMPORTS = ("numpy", "tensorflow", "keras")
+_self = sys.modules[__name__]
+_own: dict[str, Any] = {}  # this module's names at kernel start
+_own_tables: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (table, its entries then)
+_RUN_STATE = frozenset({"setup_values", "test_values", "_TEST_CELLS", "_student"})
+
+
+class _ReadOnlyModule(type(sys)):
+    """This module in a grading kernel: an answer cannot rebind its functions by assignment."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{self.__name__} is read-only in a grading kernel")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{self.__name__} is read-only in a grading kernel")
+
+
+def kernel_start() -> None:
+    """Import what the tests check against and keep it as it is now, before any cell runs;
+    from then on `run_test` puts this module's functions and tables back as they were here
+    before each test cell (an answer that patched them, by any route that reaches this
+    module's namespace, changes nothing the tests see)."""
+    import importlib
+
+    for name in _KERNEL_START_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - not installed or broken: found later, or never
+            pass
+    _keep_real_types()
+    keep_classes = globals().get("_keep_real_classes")
+    if callable(keep_classes):
+        keep_classes()
+    _own.update((k, v) for k, v in vars(_self).items() if k not in _RUN_STATE)
+    tables = [_BUILTINS, _real_types, globals().get("_real_classes")]
+    _own_tables[:] = [(t, dict(t)) for t in tables if _type(t) is dict]
+    _self.__class__ = _ReadOnlyModule
+
+
+def _restore() -> None:
+    """This module as `kernel_start` left it: in `sys.modules`, with its own functions and
+    tables (what an answer added to a table stays only where kernel start had no entry)."""
+    if not _own:
+        return
+    sys.modules[__name__] = _self
+    package = sys.modules.get(__name__.rpartition(".")[0])
+    if package is not None:
+        vars(package)["probe"] = _self
+    names = vars(_self)
+    for name, value in _own.items():
+        if names.get(name) is not value:
+            names[name] = value
+    for table, entries in _own_tables:
+        for name, value in entries.items():
+            if table.get(name) is not value:
+                table[name] = value

@@ -167,7 +167,7 @@ def test_record_and_record_call_emit_payloads(monkeypatch):
     monkeypatch.setattr(probe, "_emit", sent.append)
     probe.record("a", np.ones(2), rtol=0.1, hint="h", dtype=True)
     probe.record_call("b", lambda x: 1 / x, 0)
-    probe.record_call("c", lambda x, y=1: x + y, 1, y=2, atol=0.5)
+    probe.record_call("c", lambda x, y=1: x + y, 1, y=2, atol=0.5, weight=0.25)
     probe.method(uses=("tf.GradientTape",), forbids=("numpy",), hint="tf only")
     assert sent[0] == {
         "key": "a",
@@ -176,9 +176,14 @@ def test_record_and_record_call_emit_payloads(monkeypatch):
         "atol": 1e-6,
         "hint": "h",
         "dtype": True,
+        "weight": 1.0,
+        "kind": "match",
+        "params": {},
     }
     assert sent[1]["value"] == {"__error__": "ZeroDivisionError: division by zero"}
-    assert sent[2]["value"] == 3 and sent[2]["atol"] == 0.5
+    assert sent[2]["value"] == 3 and sent[2]["atol"] == 0.5 and sent[2]["weight"] == 0.25
+    probe.record("d", [1], kind="custom_kind", params={"at": np.float32(0.5).item(), "n": [1]})
+    assert sent[4]["kind"] == "custom_kind" and sent[4]["params"] == {"at": 0.5, "n": [1]}
     assert sent[3] == {
         "key": "__method__",
         "uses": ["tf.GradientTape"],
@@ -362,6 +367,10 @@ def test_probes_of_reads_dicts_and_json_strings():
         {"key": "a", "value": {"__float__": "zzz"}, "rtol": 0, "atol": 0, "hint": "", "dtype": 0},
         {"key": "a", "value": {"__ndarray__": {"dtype": "O", "shape": [1], "data": [1]}}},
         {"key": "__method__", "uses": "np", "forbids": [], "hint": ""},
+        {"key": "a", "value": 1, "rtol": 0, "atol": 0, "hint": "", "dtype": False, "weight": 0},
+        {"key": "a", "value": 1, "rtol": 0, "atol": 0, "hint": "", "dtype": False, "weight": -1},
+        {"key": "a", "value": 1, "rtol": 0, "atol": 0, "hint": "", "dtype": False, "kind": "A b"},
+        {"key": "a", "value": 1, "rtol": 0, "atol": 0, "hint": "", "dtype": False, "params": []},
     ],
 )
 def test_malformed_payloads_are_problems_not_crashes(payload):
@@ -700,6 +709,15 @@ def test_expected_from_save_and_load(tmp_path):
     expected, rule = expectation(loaded, "t1")
     assert expected["a"].rtol == 0.01 and rule == MethodRule(("f",), ("np",), "h")
     assert expectation(loaded, "missing") == ({}, None)
+    weighted = expected_from(master_notebook(recorded("a", 1, weight=0.5, params={"k": [1]})))
+    save_expected(path, weighted)
+    expected, _ = expectation(load_expected(path), "t1")
+    a = expected["a"]
+    assert (a.weight, a.kind, a.params) == (0.5, "match", {"k": [1]})
+    old = {"t1": {"probes": {"a": {"key": "a", "value": 1}}, "method": None}}  # before weights
+    assert expectation(old, "t1")[0]["a"].weight == 1.0
+    with pytest.raises(ValueError, match="unknown check kind"):
+        expected_from(master_notebook(recorded("a", 1, kind="no_such_kind")))
 
 
 def test_save_expected_tightens_an_existing_file(tmp_path):

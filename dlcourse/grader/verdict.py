@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,12 @@ class Probe:
     atol: float = 1e-6
     hint: str = ""
     dtype: bool = False
+    # The check's share of the cell's points against the cell's other checks, how its credit
+    # is worked out (a key of CREDIT_KINDS) and that kind's settings (plain JSON data): all
+    # three, like the tolerances, taken from the trusted reference run only.
+    weight: float = 1.0
+    kind: str = "match"
+    params: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -237,8 +244,15 @@ def _payload(raw: Any) -> dict:
     return raw
 
 
+_FIELDS = {"key", "value", "rtol", "atol", "hint", "dtype"}
+_CREDIT_FIELDS = {"weight", "kind", "params"}  # absent in what an older probe recorded
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,49}")
+MAX_WEIGHT = 1e6
+MAX_PARAMS_CHARS = 100_000
+
+
 def _probe(payload: dict) -> Probe:
-    if set(payload) != {"key", "value", "rtol", "atol", "hint", "dtype"}:
+    if not _FIELDS <= set(payload) <= _FIELDS | _CREDIT_FIELDS:
         raise Malformed("unexpected fields")
     key, hint, dtype = payload["key"], payload["hint"], payload["dtype"]
     if not isinstance(key, str) or not key or len(key) > 200:
@@ -246,11 +260,31 @@ def _probe(payload: dict) -> Probe:
     if not isinstance(hint, str) or not isinstance(dtype, bool):
         raise Malformed(f"{key}: bad hint or dtype")
     rtol, atol = _tolerance(payload["rtol"]), _tolerance(payload["atol"])
+    weight = _weight(payload.get("weight", 1.0), key)
+    kind, params = payload.get("kind", "match"), payload.get("params", {})
+    if not isinstance(kind, str) or not _KIND.fullmatch(kind):
+        raise Malformed(f"{key}: bad kind")
+    if not isinstance(params, dict) or not _plain_json(params):
+        raise Malformed(f"{key}: bad params")
     try:
         decode(payload["value"])
     except (Malformed, RecursionError) as exc:
         raise Malformed(f"{key}: {exc}") from None
-    return Probe(key, payload["value"], rtol, atol, hint[:500], dtype)
+    return Probe(key, payload["value"], rtol, atol, hint[:500], dtype, weight, kind, params)
+
+
+def _weight(x: Any, key: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= MAX_WEIGHT:
+        raise Malformed(f"{key}: bad weight")
+    return float(x)
+
+
+def _plain_json(params: dict) -> bool:
+    try:
+        text = json.dumps(params, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return len(text) <= MAX_PARAMS_CHARS
 
 
 def _tolerance(x: Any) -> float:
@@ -286,6 +320,52 @@ def compare(expected: Probe, got: Probe | None, *, shown: Shown = INSTRUCTOR) ->
     if problem is None:
         return None
     return _with_hint(f"{expected.key}: {problem}", expected.hint)
+
+
+# --- credit: how much of a check's weight a recorded value earns -----------------------------
+
+# A check's kind -> fn(expected, got, shown) -> (credit in [0, 1], message or None). The
+# message says, in what `shown` allows, what fell short (None for full credit); `expected`
+# (its value, tolerances, weight and params) comes from the trusted reference run, `got` from
+# the student's kernel (None when nothing was recorded under the key). Register another kind
+# with `register_credit_kind` in the grader's process, before the reference run is read.
+CreditFn = Callable[[Probe, "Probe | None", Shown], tuple[float, "str | None"]]
+CREDIT_KINDS: dict[str, CreditFn] = {}
+
+
+def register_credit_kind(kind: str, fn: CreditFn) -> None:
+    if not _KIND.fullmatch(kind):
+        raise ValueError(f"bad credit kind name {kind!r}")
+    CREDIT_KINDS[kind] = fn
+
+
+def _match(expected: Probe, got: Probe | None, shown: Shown) -> tuple[float, str | None]:
+    problem = compare(expected, got, shown=shown)
+    return (1.0, None) if problem is None else (0.0, problem)
+
+
+register_credit_kind("match", _match)
+
+
+def credit(
+    expected: Probe, got: Probe | None, *, shown: Shown = INSTRUCTOR
+) -> tuple[float, str | None]:
+    """The credit (0 to 1) `got` earns against `expected`, by the check's kind, and what fell
+    short. A kind this process does not know, or a credit function that fails or answers
+    out of range, earns 0 with a fixed message: never an error, never more than 1."""
+    fn = CREDIT_KINDS.get(expected.kind)
+    if fn is None:
+        return 0.0, f"{expected.key}: the grader cannot judge this check (unknown kind)"
+    try:
+        value, message = fn(expected, got, shown)
+        value = float(value)
+    except Exception:  # noqa: BLE001 - a credit function's bug must not stop the grading
+        return 0.0, f"{expected.key}: the grader could not judge this check"
+    if not 0.0 <= value <= 1.0:  # NaN included
+        return 0.0, f"{expected.key}: the grader could not judge this check"
+    if value < 1.0 and not message:
+        message = f"{expected.key}: partly right"
+    return value, (None if value >= 1.0 else message)
 
 
 def _with_hint(message: str, hint: str) -> str:
@@ -764,6 +844,9 @@ def expected_from(executed_master_nb: Any) -> dict[str, dict]:
         if error is not None or problems:
             problem = problems[0] if error is None else _error_message(error, INSTRUCTOR)
             raise ValueError(f"reference run of {grade_id}: {problem}")
+        unknown = sorted({p.kind for p in probes.values()} - set(CREDIT_KINDS))
+        if unknown:
+            raise ValueError(f"reference run of {grade_id}: unknown check kind {unknown[0]!r}")
         out[grade_id] = {
             "probes": {key: asdict(probe) for key, probe in probes.items()},
             "method": _rule_data(rule),

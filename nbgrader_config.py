@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from nbgrader.converters import Autograde, GenerateFeedback
+from nbgrader.converters import Autograde, GenerateAssignment, GenerateFeedback
 from nbgrader.preprocessors import Execute, OverwriteCells, SaveAutoGrades
 
 from dlcourse import settings
@@ -18,6 +18,7 @@ from dlcourse.grader.feedback import AddGradingNotes
 from dlcourse.grader.overwrite import OverwriteCellsKnowingHiddenTests
 from dlcourse.grader.safe_page import CourseHTMLExporter, use_safe_pages
 from dlcourse.grader.sanitize import SanitizeStudentContent
+from dlcourse.grader.written import DropRubrics
 from dlcourse.kernel_env import KERNEL_ENV, TF_LOG_ONLY
 from dlcourse.validate import use_counting_validator
 
@@ -161,6 +162,14 @@ c.SandboxedExecute.limits = {
 }
 # A worksheet that needs more gets its own entry, e.g. {"ws05_cnn": {"memory_mb": 12288}}.
 c.SandboxedExecute.per_assignment = {}
+
+# Written questions (dlcourse/grader/written.py): the student version (make release, the
+# formgrader's Generate button) has no rubric cell; the answer cell gets the text stub below.
+# Formgrader's grading view shows the rubric from the master copy (CourseHTMLExporter).
+c.GenerateAssignment.preprocessors = [
+    DropRubrics,
+    *GenerateAssignment.class_traits()["preprocessors"].default(),
+]
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

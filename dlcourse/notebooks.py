@@ -15,7 +15,8 @@ from dlcourse import kernel_env, settings
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 # Keys a committed notebook may carry: tensorflow/docs keep only what renders the notebook.
 NOTEBOOK_METADATA_KEYS = {"kernelspec", "colab", "accelerator"}
-CELL_METADATA_KEYS = {"nbgrader", "tags", "id"}
+# "dlcourse": a master's rubric cell (dlcourse/grader/written.py), never in release/.
+CELL_METADATA_KEYS = {"nbgrader", "tags", "id", "dlcourse"}
 # Walkthroughs run headless with quick settings (what CI compares), a fixed hash seed and the
 # course's quiet TensorFlow; a stderr output made only of TensorFlow's own log lines is dropped.
 QUICK_ENV = {settings.QUICK: "1", "PYTHONHASHSEED": "0"} | settings.QUIET_TF

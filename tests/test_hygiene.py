@@ -61,10 +61,13 @@ def test_master_copies_have_no_outputs(path):
 
 @pytest.mark.parametrize("path", MASTERS, ids=ids(MASTERS))
 def test_nbgrader_markup(path):
+    from dlcourse.grader.cells import is_written
+    from dlcourse.grader.written import rubric_for
+
     nb = nbformat.read(path, as_version=4)
     grade_ids = []
     graded = 0
-    for cell in nb.cells:
+    for i, cell in enumerate(nb.cells):
         meta = cell.metadata.get("nbgrader")
         for begin, end in PAIRS:
             lines = [ln.strip() for ln in cell.source.splitlines()]
@@ -81,7 +84,16 @@ def test_nbgrader_markup(path):
             if meta.get("grade"):
                 graded += 1
                 assert float(meta["points"]) > 0, f"{meta['grade_id']} has no points"
-                assert cell.cell_type == "code", "manually graded cells are not used"
+                if cell.cell_type == "markdown":  # a written question (grader/written.py)
+                    assert meta.get("solution") and not meta.get("locked"), meta
+                    assert meta["grade_id"].startswith("written_"), meta["grade_id"]
+                    after = nb.cells[i + 1] if i + 1 < len(nb.cells) else None
+                    assert after is not None and rubric_for(after) == meta["grade_id"], (
+                        f"{meta['grade_id']}: the next cell should be its rubric"
+                    )
+        if rubric_for(cell) is not None:
+            assert not meta and cell.cell_type == "markdown", "a rubric is plain Markdown"
+            assert i > 0 and is_written(nb.cells[i - 1]), "a rubric follows its written answer"
     assert len(grade_ids) == len(set(grade_ids)), "duplicate grade_id"
     assert graded > 0
 

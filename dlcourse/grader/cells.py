@@ -55,15 +55,29 @@ def reference_answers(source_nb: Notebook) -> dict[str, str]:
     return {grade_id(c): solution_text(c.source) for c in source_nb.cells if is_answer(c)}
 
 
+def is_written(cell) -> bool:
+    """A written answer, graded by hand in formgrader (dlcourse/grader/written.py)."""
+    return cell.cell_type == "markdown" and utils.is_solution(cell) and utils.is_grade(cell)
+
+
 def grade_cells(nb: Notebook) -> dict[str, float]:
-    """grade_id -> points for every graded cell."""
+    """grade_id -> points for every autograded cell (written answers, graded by hand, are
+    `written_cells`)."""
     return {
-        grade_id(c): float(c.metadata["nbgrader"]["points"]) for c in nb.cells if utils.is_grade(c)
+        grade_id(c): float(c.metadata["nbgrader"]["points"])
+        for c in nb.cells
+        if utils.is_grade(c) and not is_written(c)
     }
 
 
+def written_cells(nb: Notebook) -> dict[str, float]:
+    """grade_id -> points for every written answer (graded by hand)."""
+    return {grade_id(c): float(c.metadata["nbgrader"]["points"]) for c in nb.cells if is_written(c)}
+
+
 def solution_ids(nb: Notebook) -> list[str]:
-    return [grade_id(c) for c in nb.cells if is_answer(c)]
+    """The code answers' grade_ids (written answers are `written_cells`)."""
+    return [grade_id(c) for c in nb.cells if is_answer(c) and c.cell_type == "code"]
 
 
 def test_ids(nb: Notebook) -> list[str]:

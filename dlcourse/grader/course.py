@@ -121,13 +121,26 @@ class Course:
         )
 
     def scores(self, assignment: str, student: str) -> dict[str, float]:
-        """grade_id -> score of every graded cell in the student's autograded submission."""
+        """grade_id -> score of every autograded cell in the student's submission (written
+        answers: `manual_scores`)."""
         result = {}
         with self.gradebook() as gb:
             submission = gb.find_submission(assignment, student)
             for nb in submission.notebooks:
                 for grade in nb.grades:
-                    result[grade.name] = float(grade.score)
+                    if grade.cell.cell_type != "markdown":
+                        result[grade.name] = float(grade.score)
+        return result
+
+    def manual_scores(self, assignment: str, student: str) -> dict[str, float | None]:
+        """grade_id -> the points a grader gave each written answer; None: not graded yet."""
+        result = {}
+        with self.gradebook() as gb:
+            submission = gb.find_submission(assignment, student)
+            for nb in submission.notebooks:
+                for grade in nb.grades:
+                    if grade.cell.cell_type == "markdown":
+                        result[grade.name] = grade.manual_score
         return result
 
 

@@ -29,6 +29,7 @@ import html
 import re
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import nbformat
 from jinja2 import pass_context
@@ -129,8 +130,40 @@ def policy_of(page: str) -> str | None:
     return found.group(1) if found else None
 
 
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+FORMGRADE = "dlcourse_formgrade"  # nbgrader's formgrade page + the written answers' rubrics
+
+
 class CourseHTMLExporter(HTMLExporter):
-    """nbconvert's HTML exporter, with the guards in this module's text."""
+    """nbconvert's HTML exporter, with the guards in this module's text. Where the formgrader
+    renders its grading view (template "formgrade"), the course's `dlcourse_formgrade`
+    template, which adds each written answer's rubric from the master copy
+    (dlcourse/grader/written.py); nothing else renders rubrics."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        if self.template_name == "formgrade":
+            self.extra_template_basedirs = [str(TEMPLATES), *self.extra_template_basedirs]
+            self.template_name = FORMGRADE
+            # nbconvert computes the search path once: again, with this template first, and
+            # the base folders, so that the page can extend 'formgrade/index.html.j2'.
+            bases = [b for b in self.extra_template_basedirs if b not in self.extra_template_paths]
+            self.extra_template_paths = [*self.extra_template_paths, *bases]
+            self.template_paths = self._template_paths()
+
+    def _rubrics(self, resources) -> dict[str, str]:
+        """The formgrader's view of one submission: its notebook's rubrics from source/."""
+        from nbgrader.coursedir import CourseDirectory
+
+        from dlcourse.grader.written import master_rubrics
+
+        if self.template_name != FORMGRADE or "submission_id" not in resources:
+            return {}
+        root = CourseDirectory(config=self.config).root
+        assignment, notebook = resources.get("assignment_id"), resources.get("notebook_id")
+        if not (isinstance(assignment, str) and isinstance(notebook, str)):
+            return {}
+        return master_rubrics(root, assignment, notebook)
 
     def _preprocess(self, nb, resources):
         nb, resources = super()._preprocess(nb, resources)
@@ -145,6 +178,8 @@ class CourseHTMLExporter(HTMLExporter):
         return clean_html(rendered, PAGE_TAGS, PAGE_ATTRIBUTES)
 
     def from_notebook_node(self, nb, resources=None, **kw):
+        resources = dict(resources or {})
+        resources["dlcourse_rubrics"] = self._rubrics(resources)
         page, resources = super().from_notebook_node(nb, resources, **kw)
         empty = nbformat.v4.new_notebook()
         template_page = self.template.render(nb=empty, resources=copy.copy(resources))

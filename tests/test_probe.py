@@ -31,6 +31,7 @@ from dlcourse.grader.verdict import (
     save_expected,
     verdict_outputs,
 )
+from dlcourse.grader.verdict import partial_score as verdict_partial
 
 POINTS = 2.0
 
@@ -479,13 +480,21 @@ def test_the_kernels_outputs_of_a_test_cell_are_replaced_by_the_verdict():
         assert cell.outputs[0].output_type == ("stream" if verdict.passed else "error")
 
 
-def test_error_output_gives_zero_even_with_right_values():
+def test_an_error_is_a_failed_check_and_zeroes_the_checks_it_stopped():
+    """An error after every check was recorded counts as one more failed check (never full
+    marks); the checks an error stopped before they were recorded earn nothing."""
     cell = graded_cell(recorded("a", 1), error("ValueError", f"bad {SECRET}"))
     verdict, points = decided(cell, {"a": p("a", 1)})
-    assert points == 0 and verdict.messages == [f"the test raised ValueError: bad {SECRET}"]
+    assert points == POINTS / 2 and verdict.messages == [
+        f"the test raised ValueError: bad {SECRET}"
+    ]
     assert verdict.redacted == verdict.revealed == ["the test raised ValueError"]
-    assert [o.output_type for o in cell.outputs] == ["error"]
+    assert [o.output_type for o in cell.outputs] == ["stream", "execute_result"]
     assert SECRET not in json.dumps(cell.outputs)
+    cell = graded_cell(recorded("a", 1), error("ValueError", SECRET))
+    verdict, points = decided(cell, {"a": p("a", 1), "b": p("b", 2), "c": p("c", 3)})
+    assert points == round(POINTS / 3, 2) and verdict.counted == 3
+    assert decided(graded_cell(error("ValueError", SECRET)), {"a": p("a", 1)})[1] == 0
 
 
 def test_an_error_name_is_quoted_only_when_it_is_pythons():
@@ -504,6 +513,17 @@ def test_a_cell_the_grader_stopped_keeps_the_name_the_driver_explains(stop):
     decided(cell, {"a": p("a", 1)})
     assert [o.ename for o in cell.outputs] == [stop]
     assert "whatever" not in json.dumps(cell.outputs)
+
+
+@pytest.mark.parametrize("stop", STOPPED)
+def test_a_partial_score_the_grader_cut_short_keeps_the_notes(stop, tmp_path):
+    from dlcourse.grader.driver import OUTPUT_NOTES, output_notes
+
+    cell = graded_cell(recorded("a", 1), error(stop, "whatever the kernel said"))
+    decided(cell, {"a": p("a", 1), "b": p("b", 2)})
+    assert [o.output_type for o in cell.outputs] == ["stream", "execute_result"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / "ws.ipynb")
+    assert set(output_notes(tmp_path)) == {OUTPUT_NOTES[stop], OUTPUT_NOTES["TestFailed"]}
 
 
 def test_malformed_or_repeated_records_are_not_quoted():
@@ -546,8 +566,112 @@ def test_no_expected_values_means_no_error_output():
 def test_missing_keys_fail_and_extra_keys_are_ignored():
     cell = graded_cell(recorded("a", 1), recorded("extra", 9))
     verdict, points = decided(cell, {"a": p("a", 1), "b": p("b", 2)})
-    assert points == 0 and verdict.messages == ["b: no value was recorded"]
+    assert points == POINTS / 2 and verdict.messages == ["b: no value was recorded"]
     assert decided(graded_cell(recorded("a", 1), recorded("x", 9)), {"a": p("a", 1)})[1] == POINTS
+
+
+def test_partial_credit_is_the_weighted_share_of_the_checks_passed():
+    expected = {"a": p("a", 1, weight=3), "b": p("b", 2), "c": p("c", 3, weight=0.5)}
+    for values, points in [
+        ((1, 2, 3), POINTS),
+        ((1, 0, 0), 1.33),
+        ((0, 2, 3), 0.67),
+        ((0,) * 3, 0),
+    ]:
+        cell = graded_cell(*(recorded(k, v) for k, v in zip("abc", values, strict=True)))
+        verdict, got = decided(cell, expected)
+        assert got == points, values
+        assert verdict.passed == (points == POINTS)
+    cell = graded_cell(recorded("a", 1), recorded("b", 0), recorded("c", 0))
+    decided(cell, expected)
+    text = cell.outputs[0].text
+    assert text.splitlines() == [
+        "hidden checks: partial credit, 1.33 of 2 points (1 of 3 checks passed)",
+        "  passed: a",
+        "  failed: b: wrong value",
+        "  failed: c: wrong value",
+    ]
+    assert cell.outputs[1] == {
+        "output_type": "execute_result",
+        "data": {"text/plain": "1.33"},
+        "metadata": {},
+        "execution_count": None,
+    }
+    nbformat.validate(nbformat.v4.new_notebook(cells=[cell]))
+
+
+def test_a_broken_method_rule_or_a_forged_record_zeroes_partial_credit():
+    expected = {"a": p("a", 1), "b": p("b", 2)}
+    rule = MethodRule(forbids=("np",))
+    cell = graded_cell(recorded("a", 1), recorded("b", 0))
+    assert decided(cell, expected, rule, [NUMPY_ANSWER])[1] == 0
+    cell = graded_cell(recorded("a", 1), recorded("b", 0))
+    assert decided(cell, expected, rule, ["def total(x):\n    return sum(x)\n"])[1] == 1.0
+    twice = graded_cell(recorded("a", 1), recorded("a", 1), recorded("b", 0))
+    assert decided(twice, expected)[1] == 0
+
+
+def test_a_credit_kind_gives_a_share_of_a_check(monkeypatch):
+    from dlcourse.grader import verdict as v
+
+    def half(expected, got, shown):
+        return (0.5, f"{expected.key}: half") if got is not None else (0.0, "none")
+
+    monkeypatch.setitem(v.CREDIT_KINDS, "half", half)
+    monkeypatch.setitem(v.CREDIT_KINDS, "broken", lambda *_: (2.0, None))
+    monkeypatch.setitem(v.CREDIT_KINDS, "crashes", lambda *_: 1 / 0)
+    cell = graded_cell(recorded("a", 1), recorded("b", 1))
+    verdict, points = decided(cell, {"a": p("a", 1, kind="half"), "b": p("b", 1)})
+    assert points == 1.5 and verdict.redacted == ["a: half"] and verdict.passed_checks == ["b"]
+    for kind in ("broken", "crashes", "unknown"):
+        cell = graded_cell(recorded("a", 1), recorded("b", 1))
+        verdict, points = decided(cell, {"a": p("a", 1, kind=kind), "b": p("b", 1)})
+        assert points == 1.0 and verdict.redacted[0].startswith("a: the grader c")
+
+
+@pytest.mark.parametrize(
+    ("fraction", "points", "score"),
+    [
+        (0.001, 2.0, 0.01),
+        (0.9999, 2.0, 1.99),
+        (0.5, 0.01, 0.0),
+        (1 / 3, 1.0, 0.33),
+        (0.0, 2.0, 0.0),
+    ],
+)
+def test_a_partial_score_is_never_zero_nor_full(fraction, points, score):
+    from dlcourse.grader.verdict import Verdict
+
+    assert Verdict(False, ["x"], 1, fraction=fraction).score(points) == score
+    assert Verdict(True, [], 1).score(points) == points
+
+
+def test_feedback_rebuilds_a_partial_score_and_no_forgery_of_it():
+    cell = graded_cell(recorded("a", 1), recorded("b", 0))
+    decided(cell, {"a": p("a", 1), "b": p("b", 2)}, show_hidden_values=True)
+    assert verdict_outputs(cell) == cell.outputs and len(cell.outputs) == 2
+    assert verdict_partial(cell) == 1.0
+    head = "hidden checks: partial credit, 1 of 2 points (1 of 2 checks passed)\n"
+    result = {"output_type": "execute_result", "data": {"text/plain": "1"}, "metadata": {}}
+    for forged in (
+        [stream("stdout", head + SECRET), result],  # a line not of the form
+        [stream("stdout", head + f"  failed: x\n{SECRET}\n"), result],
+        [stream("stdout", head), result | {"data": {"text/plain": "2"}}],  # the points disagree
+        [stream("stdout", head)],  # no points
+        [stream("stderr", head), result],
+        [result, stream("stdout", head)],
+        [
+            stream("stdout", head.replace("1 of 2 points", "2 of 2 points")),
+            result | {"data": {"text/plain": "2"}},
+        ],
+    ):
+        assert verdict_outputs(graded_cell(*forged)) == [], forged
+    # and a kernel that prints the form in a test cell is replaced by the verdict
+    cell = graded_cell(stream("stdout", head), result, recorded("a", 0))
+    assert grade(cell) == 1.0  # what nbgrader alone would give
+    assert (
+        decided(cell, {"a": p("a", 1)})[1] == 0 and verdict_outputs(cell)[0].ename == "TestFailed"
+    )
 
 
 def test_failure_text_hides_expected_values_unless_asked():

@@ -4,8 +4,9 @@
 the grades: each test cell's score is decided from the values its hidden tests recorded,
 compared in this process with the reference run (`dlcourse.grader.reference`); the cell's
 outputs are replaced by the grader's verdict alone (`verdict.apply`), so nbgrader's
-`determine_grade` reads exactly full points or 0 and nothing the kernel printed while it ran
-the hidden tests stays in the notebook. The instructor's detail of each failure (the student's
+`determine_grade` reads exactly the points the grader decided (full, a share of them for the
+checks passed, or 0) and nothing the kernel printed while it ran the hidden tests stays in the
+notebook. The instructor's detail of each failure (the student's
 values, exception text, differences) goes to nbgrader's log, which the driver keeps in
 `grading/logs/` for the instructor alone. When a
 setup cell (locked, not a test) failed, the reference is run again first (`reference.verify`):
@@ -64,7 +65,9 @@ class DecideVerdicts(NbGraderPreprocessor):
             decision = verdict.decide_test_cell(cell, expected, nb)
             if not decision.passed:
                 detail = "; ".join(printable(m, 500) for m in decision.messages)
-                self.log.info("Test cell %s failed: %s", printable(cells.grade_id(cell)), detail)
+                share = f"{decision.fraction:.0%} of its points"
+                gid = printable(cells.grade_id(cell))
+                self.log.info("Test cell %s failed (%s): %s", gid, share, detail)
             verdict.apply(cell, decision, show_hidden_values=self.show_hidden_values)
         return nb, resources
 

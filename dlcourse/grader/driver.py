@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 
-from dlcourse.grader import cells, gradebook, intake, preflight, reference, sandbox
+from dlcourse.grader import cells, gradebook, intake, preflight, reference, sandbox, verdict
 from dlcourse.grader.course import Course
 from dlcourse.grader.crash import SetupCellStopped, is_setup_cell, neutralise_cell
 from dlcourse.grader.execute import OUTPUT_REMOVED, TIME_LIMIT_ERROR
@@ -190,14 +190,15 @@ def _truncate(path: Path) -> None:
 OUTPUT_NOTES = {
     "CellTimeoutError": (
         "a cell ran past the per-cell time limit and was stopped (infinite loop?); "
-        "the tests depending on it scored 0"
+        "the checks it kept from running scored 0"
     ),
     TIME_LIMIT_ERROR: (
         "the notebook ran past its time limit; the cells after that point were not run "
         "and their tests scored 0"
     ),
     "TestFailed": "some tests failed; each failing test says why in your feedback",
-    "MemoryError": "a cell ran out of memory (the grader's limit); its tests scored 0",
+    "MemoryError": "a cell ran out of memory (the grader's limit); the checks it kept from "
+    "running scored 0",
 }
 
 
@@ -223,11 +224,15 @@ def output_notes(folder: Path) -> list[str]:
         except Exception:  # noqa: BLE001 - not ours to judge here; graded as it is
             continue
         for cell in nb.cells:
+            if cells.is_test(cell) and verdict.partial_score(cell) is not None:
+                enames.add(verdict.FAILED)  # some checks failed: the grader's partial score
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":
                     enames.add(str(output.get("ename")))
                 elif OUTPUT_REMOVED in str(output.get("text", ""))[:200]:
                     removed = True
+                if cells.is_test(cell):
+                    enames.update(verdict.stopped_by(output))
     notes = [note for ename, note in OUTPUT_NOTES.items() if ename in enames]
     if removed:
         notes.append("an output too large to keep (a huge image or text) was removed")

@@ -112,14 +112,24 @@ def assignment_report(course: Course, worksheet: str, outcomes: list[Outcome]) -
         "",
         "## Questions",
         "",
-        "| test cell | points | mean | difficulty (1 − mean/points) |",
-        "|---|---|---|---|",
+        "| test cell | points | mean | difficulty (1 − mean/points) | full | partial | zero |",
+        "|---|---|---|---|---|---|---|",
     ]
     for gid in ids:
-        mean = sum(row.get(gid, 0.0) for row in table.values()) / max(1, len(table))
+        scores = [row.get(gid, 0.0) for row in table.values()]
+        mean = sum(scores) / max(1, len(table))
+        full = sum(1 for x in scores if x >= points[gid])
+        zero = sum(1 for x in scores if x <= 0)
+        difficulty = 1 - mean / points[gid] if points[gid] else 0.0
         lines.append(
-            f"| {md_escape(gid)} | {points[gid]:g} | {mean:.2f} | {1 - mean / points[gid]:.2f} |"
+            f"| {md_escape(gid)} | {points[gid]:g} | {mean:.2f} | {difficulty:.2f} "
+            f"| {full} | {len(scores) - full - zero} | {zero} |"
         )
+    lines += [
+        "",
+        "full, partial, zero: how many submissions earned all of a test cell's points, a "
+        "share of them (some of its checks passed), or none.",
+    ]
     lines += ["", "## Students", "", "| student | total | notes |", "|---|---|---|"]
     by_student = {o.student: o for o in outcomes}
     attention = []
@@ -133,7 +143,8 @@ def assignment_report(course: Course, worksheet: str, outcomes: list[Outcome]) -
         )
         if notes:
             attention.append((student, notes))
-        lines.append(f"| {md_escape(student)} | {totals[student]:g} / {total:g} | {len(notes)} |")
+        shown = f"{round(totals[student], 2):g} / {total:g}"
+        lines.append(f"| {md_escape(student)} | {shown} | {len(notes)} |")
     lines += ["", "## Submissions that need attention", ""]
     if not attention:
         lines.append("None.")

@@ -2,7 +2,13 @@
 
 The student's kernel only reports values (dlcourse.probe); here they are compared with the values
 the reference solution produced in a trusted run, and the cell's outputs are replaced by the
-grader's verdict alone, so that nbgrader's determine_grade reads exactly full points or zero.
+grader's verdict alone, so that nbgrader's determine_grade reads exactly the points decided
+here: full, zero, or a partial score. Each recorded check earns a credit between 0 and 1 (its
+kind's function in `CREDIT_KINDS`; a plain comparison earns 0 or 1) and the cell scores its
+points times the weighted mean of the credits (weights from the reference run, default equal),
+rounded to 2 decimals; a broken method rule scores 0 (see `decide`). A partial score is written
+by the grader alone, as a stream naming the checks passed and failed and an `execute_result`
+holding the points: nothing the kernel printed or returned sets it.
 
 The hidden tests run in the student's kernel, so whatever the kernel produced while running them
 (prints, displays, exception text, the values the student's functions returned) may carry their
@@ -66,11 +72,28 @@ class MethodRule:
 
 @dataclass
 class Verdict:
-    passed: bool
+    passed: bool  # full marks
     messages: list[str]  # everything, the kernel's text included: the instructor's log only
     checked: int
     redacted: list[str] = field(default_factory=list)  # the grader's phrases, no expected value
     revealed: list[str] = field(default_factory=list)  # the same with the expected values
+    fraction: float | None = None  # of the cell's points earned, 0 to 1 (None: 1 if passed)
+    passed_checks: list[str] = field(default_factory=list)  # the keys that earned full credit
+    counted: int = 0  # the checks the fraction counts (an error after the last one included)
+
+    def __post_init__(self) -> None:
+        if self.fraction is None:
+            self.fraction = 1.0 if self.passed else 0.0
+
+    def score(self, max_points: float) -> float:
+        """The points earned of `max_points`, to 2 decimals: full only when passed, and
+        above 0 when anything was earned (unless the cell is worth under 0.02 points)."""
+        if self.passed:
+            return max_points
+        fraction = float(self.fraction or 0.0)
+        if fraction <= 0 or max_points < 0.02:
+            return 0.0
+        return min(max(round(max_points * fraction, 2), 0.01), round(max_points - 0.01, 2))
 
 
 @dataclass(frozen=True)
@@ -719,7 +742,14 @@ def decide(
     rule: MethodRule | None,
     answer_sources: list[str],
 ) -> Verdict:
-    """Pass only with no error output, every expected key matched and the method rule kept.
+    """The cell's verdict: each expected check earns a credit between 0 and 1 (by its kind,
+    `CREDIT_KINDS`; a plain comparison earns 0 or 1), and the cell's fraction is the mean of
+    the credits weighted by the checks' weights. Full marks only with no error output, every
+    check matched and the method rule kept. A broken method rule, or records that are
+    malformed or repeated (a value recorded by anything but the hidden test), give 0. An error
+    output ends the test where it happened: the checks it had not recorded earn 0, those
+    recorded before it count; one that ended the test after its last check counts as one more
+    failed check (of the checks' mean weight), so a test that raised never earns full marks.
 
     `expected` and `rule` must come from the trusted reference run, never from the student's cell.
     """
@@ -732,20 +762,49 @@ def decide(
         REVEALED: [RECORDS_UNREADABLE] if problems else [],
     }
     error = _first_error(cell)
+    earned = total = 0.0
+    passed: list[str] = []
     for shown, messages in wordings.items():
         if error is not None:
             messages.insert(0, _error_message(error, shown))
         for key, probe in expected.items():
-            problem = compare(probe, got.get(key), shown=shown)
+            value, problem = credit(probe, got.get(key), shown=shown)
             if problem is not None:
                 messages.append(problem)
+            if shown is INSTRUCTOR:
+                earned += probe.weight * value
+                total += probe.weight
+                passed += [key] if problem is None else []
+    counted = len(expected)
+    if error is not None and expected and all(key in got for key in expected):
+        total += total / len(expected)  # the error is a failed check of its own
+        counted += 1
+    violations: list[str] = []
     if rule is not None:
         violations = method_violations(rule, answer_sources)  # about the student's own source
         for messages in wordings.values():
             messages += violations
-    checked = len(expected) + (1 if rule is not None else 0)
     messages = wordings[INSTRUCTOR]
-    return Verdict(not messages, messages, checked, wordings[REDACTED], wordings[REVEALED])
+    if not messages:
+        fraction = 1.0
+    elif problems or violations or not expected or total <= 0:
+        fraction = 0.0
+    else:
+        fraction = min(max(earned / total, 0.0), _BELOW_FULL)
+    return Verdict(
+        not messages,
+        messages,
+        len(expected) + (1 if rule is not None else 0),
+        wordings[REDACTED],
+        wordings[REVEALED],
+        fraction=fraction,
+        passed_checks=passed,
+        counted=counted,
+    )
+
+
+# With any failure, a fraction short of 1: never full marks.
+_BELOW_FULL = 1.0 - 1e-9
 
 
 def _first_error(cell: Any) -> dict | None:
@@ -754,6 +813,8 @@ def _first_error(cell: Any) -> dict | None:
 
 def _error_message(output: Any, shown: Shown) -> str:
     ename = str(output.get("ename", ""))
+    if ename in STOPPED and not shown.student:  # the grader's own names: the driver's notes
+        return f"the grader stopped the test ({ename})"
     if not shown.student:  # an error's text is the kernel's: it may quote the hidden source
         return f"the test raised {safe_error_name(ename)}"
     return f"the test raised {ename}: {str(output.get('evalue', ''))[:300]}".rstrip(": ")
@@ -768,6 +829,18 @@ FAILED = "TestFailed"
 # verdict carries the name, so the driver's notes can say what happened (driver.OUTPUT_NOTES).
 STOPPED = ("CellTimeoutError", "NotebookTimeLimitError", "MemoryError")
 
+# A partial score: a stream the grader writes (the score, then one line per check, in the
+# notebook's wordings), then an execute_result whose text/plain is the points, which
+# nbgrader's determine_grade reads as the cell's grade.
+_NUMBER = r"\d{1,6}(?:\.\d{1,2})?"
+PARTIAL_HEAD = re.compile(
+    rf"hidden checks: partial credit, ({_NUMBER}) of ({_NUMBER}) points "
+    r"\((\d{1,4}) of (\d{1,4}) checks passed\)"
+)
+PARTIAL_LINE = re.compile(r"  (passed|failed): ([^\n]{1,2000})")
+STOPPED_LINE = re.compile(r"the grader stopped the test \((\w+)\)")
+MAX_LINES = 200
+
 
 def decide_test_cell(cell: Any, expected: dict, nb: Any) -> Verdict:
     """The verdict on one test cell of `nb` (an autograded notebook), against `expected`
@@ -777,8 +850,19 @@ def decide_test_cell(cell: Any, expected: dict, nb: Any) -> Verdict:
     return decide(cell, probes, rule, answer_sources(nb, gid))
 
 
+def max_points(cell: Any) -> float:
+    """The test cell's points, as nbgrader's determine_grade reads them."""
+    try:
+        points = float(cell["metadata"]["nbgrader"]["points"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0
+    return points if math.isfinite(points) and points > 0 else 0.0
+
+
 def apply(cell: Any, verdict: Verdict, *, show_hidden_values: bool = False) -> None:
-    """Replace the outputs by the verdict alone: full points on pass, zero on fail.
+    """Replace the outputs by the verdict alone: full points on a pass, zero on a fail that
+    earns nothing, and on a partial score a stream naming the checks that passed and failed
+    followed by an `execute_result` holding the points (`Verdict.score`).
 
     Nothing the kernel produced in a test cell stays (its hidden part ran there: prints, hooks,
     displays and tracebacks can quote it), so no forged `execute_result` sets a grade, a warning
@@ -788,6 +872,12 @@ def apply(cell: Any, verdict: Verdict, *, show_hidden_values: bool = False) -> N
         cell["outputs"] = [_passed(verdict.checked)]
         return
     messages = verdict.revealed if show_hidden_values else verdict.redacted
+    points = max_points(cell)
+    score = verdict.score(points)
+    if score > 0:
+        head = (score, points, len(verdict.passed_checks), verdict.counted)
+        cell["outputs"] = _partial(head, verdict.passed_checks, messages)
+        return
     error = _first_error(cell)
     ename = str(error.get("ename")) if error is not None else ""
     cell["outputs"] = [_failure(messages or ["hidden checks failed"], ename)]
@@ -811,19 +901,106 @@ def _failure(messages: list[str], stopped_by: str = "") -> Any:
     )
 
 
+def _points_text(x: float) -> str:
+    return f"{round(float(x), 2):g}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())[:2000] or "-"
+
+
+def _partial(head: tuple[float, float, int, int], passed: list[str], failed: list[str]) -> list:
+    import nbformat
+
+    score, points, n_passed, counted = head
+    lines = [
+        f"hidden checks: partial credit, {_points_text(score)} of {_points_text(points)} points "
+        f"({int(n_passed)} of {int(counted)} checks passed)",
+        *(f"  passed: {_one_line(k)}" for k in passed),
+        *(f"  failed: {_one_line(m)}" for m in failed),
+    ][: MAX_LINES + 1]
+    text = "".join(f"{line}\n" for line in lines)
+    return [
+        nbformat.v4.new_output("stream", name="stdout", text=text),
+        nbformat.v4.new_output(
+            "execute_result", data={"text/plain": _points_text(score)}, execution_count=None
+        ),
+    ]
+
+
+def _partial_form(outputs: list, i: int) -> tuple[Any, Any] | None:
+    """The partial score at outputs[i:i + 2], rebuilt from its plain fields, when both have
+    exactly the grader's form and agree: the stream's score is the execute_result's points."""
+    if i + 1 >= len(outputs):
+        return None
+    stream, result = outputs[i], outputs[i + 1]
+    if stream.get("output_type") != "stream" or stream.get("name") != "stdout":
+        return None
+    if result.get("output_type") != "execute_result":
+        return None
+    text = _text(stream.get("text", ""))
+    lines = text.split("\n")
+    if not text.endswith("\n") or len(lines) > MAX_LINES + 2:
+        return None
+    head = PARTIAL_HEAD.fullmatch(lines[0])
+    parsed = [PARTIAL_LINE.fullmatch(line) for line in lines[1:-1]]
+    if head is None or not all(parsed):
+        return None
+    score, points = float(head.group(1)), float(head.group(2))
+    shown = _text((result.get("data") or {}).get("text/plain", ""))
+    if not re.fullmatch(_NUMBER, shown) or float(shown) != score or not 0 < score < points:
+        return None
+    passed = [m.group(2) for m in parsed if m and m.group(1) == "passed"]
+    failed = [m.group(2) for m in parsed if m and m.group(1) == "failed"]
+    n_passed, counted = int(head.group(3)), int(head.group(4))
+    return tuple(_partial((score, points, n_passed, counted), passed, failed))  # type: ignore[return-value]
+
+
+def _text(text: Any) -> str:
+    return "".join(text) if isinstance(text, list) else str(text)
+
+
 def verdict_outputs(cell: Any) -> list[Any]:
     """The test cell's outputs that have the verdict's form, rebuilt from their plain fields:
     what feedback shows of a test cell, whichever grader version autograded the notebook."""
     kept = []
-    for output in cell.get("outputs", []):
-        kind, text = output.get("output_type"), output.get("text", "")
-        text = "".join(text) if isinstance(text, list) else str(text)
+    outputs = list(cell.get("outputs", []))
+    i = 0
+    while i < len(outputs):
+        output = outputs[i]
+        kind, text = output.get("output_type"), _text(output.get("text", ""))
         passed = PASSED.fullmatch(text) if output.get("name") == "stdout" else None
+        partial = _partial_form(outputs, i)
+        if partial is not None:
+            kept += partial
+            i += 2
+            continue
         if kind == "stream" and passed:
             kept.append(_passed(int(passed.group(1))))
         elif kind == "error" and output.get("ename") in (FAILED, *STOPPED):
             kept.append(_failure(str(output.get("evalue", "")).split("; "), output["ename"]))
+        i += 1
     return kept
+
+
+def partial_score(cell: Any) -> float | None:
+    """The points of a partial score the grader wrote in this test cell; None if none."""
+    outputs = list(cell.get("outputs", []))
+    for i in range(len(outputs)):
+        form = _partial_form(outputs, i)
+        if form is not None:
+            return float(_text(form[1]["data"]["text/plain"]))
+    return None
+
+
+def stopped_by(output: Any) -> list[str]:
+    """The names of the grader's stops (STOPPED) a partial score's stream names."""
+    if output.get("output_type") != "stream" or not PARTIAL_HEAD.match(
+        _text(output.get("text", ""))
+    ):
+        return []
+    found = STOPPED_LINE.findall(_text(output.get("text", "")))
+    return [name for name in found if name in STOPPED]
 
 
 # --- expected values from the reference run --------------------------------------------------

@@ -71,6 +71,16 @@ def written(course: Course) -> dict[str, str]:
     return hashes
 
 
+def written_points(course: Course, worksheet: str) -> float:
+    """The points of a worksheet's written answers: graded by hand, 0 until a grader gives
+    them (what an all-correct submission lacks of max_score before that)."""
+    from dlcourse.grader import cells
+
+    return sum(
+        sum(cells.written_cells(nb).values()) for nb in course.source_notebooks(worksheet).values()
+    )
+
+
 def generated_course(root: Path, worksheets: list[str], extra_config: str = "") -> Course:
     """A throwaway course with the repo's config (plus `extra_config`) and generated releases."""
     course = new_course(root, REPO, worksheets)

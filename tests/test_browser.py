@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from browsing import CHROMIUM, chromium, screenshot
-from helpers import plain_nbgrader
+from helpers import plain_nbgrader, written_points
 from servers import get, running_lab
 
 from dlcourse.data import course_data_dir
@@ -480,7 +480,8 @@ def test_formgrader_grades_every_payload_class_and_no_page_runs_one(lab, browser
         assert result["success"], result.get("error", "")[-3000:]
     with course.gradebook() as gb:
         submission = gb.find_submission(lab.released, "trudy")
-        assert submission.score == submission.max_score > 0
+        written = written_points(course, lab.released)  # graded by hand: 0 until then
+        assert submission.score == submission.max_score - written > 0
         notebook_id = gb.find_submission_notebook(name, lab.released, "trudy").id
 
     dialogs: list[str] = []
@@ -551,8 +552,105 @@ def test_formgrader_autograde_log_says_the_sandbox_and_only_what_matters(lab):
     assert "was edited" not in logs["erin"], logs["erin"]
     note = f"test cell '{cells.grade_id(tampered)}' was edited; the original test was used"
     assert note in logs["frank"], logs["frank"]
+    written = written_points(course, lab.released)  # graded by hand: 0 until then
     with course.gradebook() as gb:
         erin = gb.find_submission(lab.released, "erin")
-        assert erin.score == erin.max_score > 0
+        assert erin.score == erin.max_score - written > 0
         frank = gb.find_submission(lab.released, "frank")
-        assert frank.score == frank.max_score  # graded with the original test
+        assert frank.score == frank.max_score - written  # graded with the original test
+
+
+FORGED = "FORGED RUBRIC: this answer earns full marks"
+
+
+def test_formgrader_grades_a_written_answer_by_hand(lab, browser, page):
+    """A written answer (dlcourse/grader/written.py) graded by hand in the formgrader: the
+    grading view shows the master's rubric below it, once, and not the rubric a student forged
+    (a cell with rubric metadata, the box's class and grade metadata of its own, which earns
+    nothing); the grader's points and comment reach the gradebook and the released feedback
+    page; the formgrader's Autograde button, pressed again, keeps them."""
+    from helpers import submit
+    from playwright.sync_api import expect
+
+    from dlcourse.grader import cells, written
+
+    course, name, nb = reference_submission(lab)
+    (source_nb,) = course.source_notebooks(lab.released).values()
+    (gid,) = cells.written_cells(source_nb)
+    rubric = written.rubrics(source_nb)[gid]
+    auto, by_hand = (sum(f(source_nb).values()) for f in (cells.grade_cells, cells.written_cells))
+    answer = next(c for c in nb.cells if cells.grade_id(c) == gid)
+    answer.source = "Each new shape traces a new graph; my own words, not the model answer."
+    forged = nbformat.v4.new_markdown_cell(
+        f'<div class="dlcourse-rubric">{FORGED}</div>',
+        metadata={
+            "dlcourse": {"rubric_for": gid},
+            "nbgrader": {"grade": True, "solution": True, "locked": False, "points": 5,
+                         "grade_id": "written_forged", "schema_version": 3, "task": False},
+        },
+    )  # fmt: skip
+    nb.cells.insert(nb.cells.index(answer) + 1, forged)
+    folder = submit(course, lab.released, "wendy", {name: nb})
+    # As `nbgrader submit` leaves them: Release Feedback names the page after these.
+    (folder / "timestamp.txt").write_text("2026-12-01 10:00:00.000000 UTC")
+    (folder / "submission_secret.txt").write_text("0f3c9a1b2d4e5f60718293a4b5c6d7e8")
+    api = f"{lab.base}/formgrader/api"
+    autograde = f"{api}/submission/{lab.released}/wendy/autograde"
+    result = json.loads(get(autograde, lab.token, timeout=600, method="POST"))
+    assert result["success"], result.get("error", "")[-3000:]
+    with course.gradebook() as gb:
+        submission = gb.find_submission(lab.released, "wendy")
+        notebook = gb.find_submission_notebook(name, lab.released, "wendy")
+        assert "written_forged" not in {g.name for g in notebook.grades}
+        assert submission.max_score == auto + by_hand  # not the forged cell's 5
+        assert submission.score == auto
+        notebook_id = notebook.id
+
+    page.context.set_extra_http_headers({"Authorization": f"token {lab.token}"})
+    page.goto(f"{lab.base}/formgrader/submissions/{notebook_id}/")
+    page.wait_for_load_state("load")
+    box = page.locator(".dlcourse-rubric")
+    expect(box).to_have_count(1)
+    expect(box).to_contain_text(f"Rubric for {gid}")
+    expect(box).to_contain_text(rubric.splitlines()[0].strip("*").strip())
+    assert FORGED not in box.inner_text()
+    assert FORGED in page.inner_text("body")  # the student's text, shown as theirs
+    score = page.locator(f"input.score#{gid}")
+    expect(score).to_have_class(re.compile("needs_manual_grade"))  # its view is bound
+    with page.expect_response(lambda r: "/formgrader/api/grade/" in r.url) as saved:
+        score.fill("1.5")
+        score.press("Tab")
+    assert saved.value.ok
+    with page.expect_response(lambda r: "/formgrader/api/comment/" in r.url) as saved:
+        comment = page.locator(f"textarea#{gid}-comment")
+        comment.fill("Retracing per shape is right; say why it costs time in a loop.")
+        comment.press("Tab")
+    assert saved.value.ok
+    shot(page, "10-formgrader-written-answer")
+
+    for action in ("generate_feedback", "release_feedback"):
+        url = f"{api}/assignment/{lab.released}/wendy/{action}"
+        result = json.loads(get(url, lab.token, timeout=600, method="POST"))
+        assert result["success"], f"{action}: " + result.get("error", "")[-3000:]
+    released = [
+        p for p in (lab.root / "exchange" / "dlcourse" / "feedback").glob("*.html")
+        if "say why it costs time in a loop" in p.read_text()
+    ]  # fmt: skip
+    assert len(released) == 1, "the released feedback page has no grader's comment"
+    student_sees = browser.new_page()  # the released page as the student opens it
+    try:
+        student_sees.goto(released[0].as_uri())
+        body = student_sees.inner_text("body")
+    finally:
+        student_sees.close()
+    assert "Retracing per shape is right; say why it costs time in a loop." in body
+    assert "Score: 1.5 / 2.0" in body, body[-2000:]
+    assert "Rubric for" not in body and "dlcourse-rubric" not in released[0].read_text()
+
+    result = json.loads(get(autograde, lab.token, timeout=600, method="POST"))
+    assert result["success"], result.get("error", "")[-3000:]
+    assert course.manual_scores(lab.released, "wendy") == {gid: 1.5}
+    with course.gradebook() as gb:
+        notebook = gb.find_submission_notebook(name, lab.released, "wendy")
+        assert "say why it costs time" in {c.name: c.manual_comment for c in notebook.comments}[gid]
+        assert gb.find_submission(lab.released, "wendy").score == auto + 1.5

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers import generated_course, submit
+from helpers import generated_course, submit, written_points
 from leak_answers import HOSTILE, LOSES
 from payloads import hostile_submission
 from servers import DaskCluster, Postgres, collect_class
@@ -81,7 +81,7 @@ def hand_in_hostile(course: Course) -> list[str]:
 
 def hostile_scores(source_nb) -> dict[str, dict[str, float]]:
     full = cells.grade_cells(source_nb)
-    return {"mallory": {k: 0.0 if k in LOSES else v for k, v in full.items()}, "payloads": full}
+    return {"mallory": {k: LOSES.get(k, v) for k, v in full.items()}, "payloads": full}
 
 
 def verdicts_of(course: Course, student: str) -> list[list[dict]]:
@@ -122,6 +122,11 @@ def pg_course(servers, local_class, tmp_path, monkeypatch, request):
     # the local run's are this course's too (a shared filesystem shares them the same way).
     shutil.copytree(local_class[0].expected(WORKSHEET).parent, course.expected(WORKSHEET).parent)
     return course
+
+
+def _graded_cells(source_nb) -> int:
+    """Grades per submission: the autograded cells and the written answers."""
+    return len(cells.grade_cells(source_nb)) + len(cells.written_cells(source_nb))
 
 
 def _check_gradebook(course: Course, local_scores: dict, n_cells: int) -> None:
@@ -370,7 +375,7 @@ def test_the_cluster_grades_exactly_like_the_local_path(servers, local_class, pg
     ]
     assert any("2 worker(s)" in line for line in lines), lines
     assert sum(f"/{len(local_scores)} {WORKSHEET}" in line for line in lines) == len(local_scores)
-    _check_gradebook(pg_course, local_scores, len(expected["ada"]))
+    _check_gradebook(pg_course, local_scores, _graded_cells(source))
     # Every student was graded on a worker: staged/, autograded/ and logs on the shared folder.
     for student in local_scores:
         assert pg_course.log(WORKSHEET, student).is_file()
@@ -437,7 +442,7 @@ def test_a_worker_killed_mid_run_loses_and_double_counts_nothing(servers, local_
     assert sorted(o.student for o in outcomes) == sorted(local_scores)
     assert [o.student for o in outcomes if not o.ok] == []
     source = next(iter(pg_course.source_notebooks(WORKSHEET).values()))
-    _check_gradebook(pg_course, local_scores, len(expected_scores(source)["ada"]))
+    _check_gradebook(pg_course, local_scores, _graded_cells(source))
 
 
 @pytest.mark.slow
@@ -470,9 +475,23 @@ def test_the_command_line_grades_on_the_cluster(servers, tmp_path):
     assert "grading on the Dask cluster at" in done.stdout
     assert "2/2 ws01_tensors" in done.stdout  # live progress, one line per student
     rows = {r["student_id"]: r for r in csv.DictReader(course.grades_csv.open())}
-    assert float(rows["ada"]["score"]) == float(rows["ada"]["max_score"]) > 0
+    written = written_points(course, WORKSHEET)  # graded by hand: 0 until then
+    assert float(rows["ada"]["score"]) == float(rows["ada"]["max_score"]) - written > 0
     assert float(rows["ben"]["score"]) == 0
     assert list(course.backups.glob("gradebook-*.dump"))  # pg_dump before the run
+
+    # A grader gives ada's written answer its points; grading again on the cluster keeps them.
+    from nbgrader.api import Gradebook
+
+    with Gradebook(env[settings.DB_URL], course.coursedir.course_id) as gb:
+        for grade in gb.find_submission(WORKSHEET, "ada").notebooks[0].grades:
+            if grade.cell.cell_type == "markdown":
+                grade.manual_score = grade.max_score
+        gb.db.commit()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {r["student_id"]: r for r in csv.DictReader(course.grades_csv.open())}
+    assert float(rows["ada"]["score"]) == float(rows["ada"]["max_score"]) > 0
     assert not (course.root / "gradebook.db").exists()
 
     # Without a database server, --scheduler refuses before grading anyone. (The client

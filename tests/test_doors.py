@@ -36,6 +36,13 @@ from dlcourse.grader import cells
 from dlcourse.grader.course import Course
 
 WORKSHEET = "ws01_tensors"
+# A partly right answer (the corpus's scales_by_the_batch_maximum): 4 of its test's 6 checks.
+PARTIAL_ANSWER = (
+    "def to_image_batch(images):\n"
+    "    pixels = tf.cast(images, tf.float32)\n"
+    "    return (pixels / tf.reduce_max(pixels))[..., tf.newaxis]\n"
+)
+PARTIAL_TEST, PARTIAL_SCORE = "test_to_image_batch", 1.33
 ARTIFACTS = REPO / "artifacts" / "doors"
 pytestmark = pytest.mark.slow
 
@@ -61,10 +68,14 @@ def graded_class(tmp_path_factory) -> Iterator[tuple[Course, dict[str, str]]]:
     nbformat.write(release_nb, course.submitted("ada", WORKSHEET) / f"{name}-Copy1.ipynb")
     wrong = dict(answers)
     first = cells.solution_ids(source_nb)[0]
-    wrong[first] = "raise ValueError('not done')"
+    wrong[first] = PARTIAL_ANSWER
     submit(course, WORKSHEET, "dev", {name: cells.answered(release_nb, wrong)})
     good = driver(course, env)
     assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-3000:]
+    assert course.scores(WORKSHEET, "dev")[PARTIAL_TEST] == PARTIAL_SCORE  # the driver's door
+    (page,) = course.feedback("dev", WORKSHEET).glob("*.html")
+    said = f"partial credit, {PARTIAL_SCORE:g} of 2 points (4 of 6 checks passed)"
+    assert said in page.read_text()
     assert "you also submitted" in course.notes(WORKSHEET, "ada").read_text()
     assert course.grades_csv.is_file() and any(course.feedback().rglob("*.html"))
     yield course, env
@@ -156,9 +167,24 @@ def test_the_driver_and_plain_nbgrader_write_nothing_in_a_broken_environment(
     assert written(course) == before
 
 
+def give_written_points(course: Course, student: str, points: float | None = None) -> float:
+    """What a grader does in the formgrader: points for the student's written answer(s)
+    (full marks unless `points`); returns the points given."""
+    given = 0.0
+    with course.gradebook() as gb:
+        for grade in gb.find_submission(WORKSHEET, student).notebooks[0].grades:
+            if grade.cell.cell_type == "markdown":
+                grade.manual_score = grade.max_score if points is None else points
+                given += grade.manual_score
+        gb.db.commit()
+    assert given > 0, "the worksheet has no written answer"
+    return given
+
+
 def test_the_formgrader_button_writes_nothing_in_a_broken_environment(graded_class, tmp_path):
     course, env = graded_class
     env = with_broken_bin(env)
+    give_written_points(course, "ada")  # kept by the button's grading again, below
     before = written(course)
     path = f"/formgrader/api/submission/{WORKSHEET}/ada/autograde"
     with running_lab(course.root, course.root, env, tmp_path / "jupyter.log", ARTIFACTS) as (
@@ -183,4 +209,20 @@ def test_the_formgrader_button_writes_nothing_in_a_broken_environment(graded_cla
     )
     with course.gradebook() as gb:
         ada = gb.find_submission(WORKSHEET, "ada")
-        assert ada.score == ada.max_score > 0
+        assert ada.score == ada.max_score > 0  # the written answer's manual points included
+    assert set(course.manual_scores(WORKSHEET, "ada").values()) == {2.0}
+
+
+def test_plain_nbgrader_autograde_force_keeps_the_manual_points(graded_class):
+    """Graded by hand, then graded again with `nbgrader autograde --force`: the grader's
+    points stay (the driver and the formgrader's button: test_pipeline's regrade and the
+    test above; the Dask cluster: test_dask's command line)."""
+    course, env = graded_class
+    given = give_written_points(course, "dev", 1.0)
+    done = plain_nbgrader(course.root, env, "autograde", WORKSHEET, "--force", "--student", "dev")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sum(course.manual_scores(WORKSHEET, "dev").values()) == given
+    with course.gradebook() as gb:
+        dev = gb.find_submission(WORKSHEET, "dev")
+        assert 0 < dev.score < dev.max_score
+    assert course.scores(WORKSHEET, "dev")[PARTIAL_TEST] == PARTIAL_SCORE  # plain nbgrader's door

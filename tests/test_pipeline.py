@@ -10,7 +10,7 @@ import csv
 
 import nbformat
 import pytest
-from helpers import REPO, generated_course, submit, tree_hashes
+from helpers import REPO, generated_course, submit, tree_hashes, written_points
 
 from dlcourse.demo import pipeline, scenarios
 from dlcourse.demo.mistakes import MISTAKES
@@ -103,7 +103,8 @@ def test_exports_and_report(demo):
     rows = list(csv.DictReader(demo.grades_csv.open()))
     assert sorted(r["student_id"] for r in rows) == sorted(SCENARIOS)
     by_student = {r["student_id"]: r for r in rows}
-    assert float(by_student["ada"]["score"]) == float(by_student["ada"]["max_score"]) > 0
+    autograded = float(by_student["ada"]["max_score"]) - written_points(demo.course, WORKSHEET)
+    assert float(by_student["ada"]["score"]) == autograded > 0
     assert float(by_student["ben"]["score"]) == 0
     inbound = [
         p.name.split("+")[0]
@@ -115,6 +116,13 @@ def test_exports_and_report(demo):
     report = demo.reports[0].read_text()
     assert (demo.reports[0].parent / f"{WORKSHEET}-histogram.png").stat().st_size > 1000
     assert "## Submissions that need attention" in report
+    # dev's loop over the channels earns 2 of test_normalize_images' 3 points (partial credit):
+    # grades.csv has the fraction and the per-question table counts one partial score.
+    assert float(by_student["dev"]["score"]) == autograded - 2 - 1
+    (row,) = [line for line in report.splitlines() if "| test\\_normalize\\_images |" in line]
+    assert row.split("|")[-3].strip() == "1", row  # columns ... | full | partial | zero |
+    # Written answers score nothing until graded by hand, and the report says so.
+    assert f"{len(SCENARIOS)} answer(s) needs manual grading" in report
     for student in EXPECTED_NOTES:
         assert f"- **{student}**" in report
 
@@ -140,6 +148,13 @@ def test_regrading_is_identical_and_keeps_manual_grades(demo):
     with Gradebook(course.db_url) as gb:
         grade = gb.find_submission(WORKSHEET, "cleo").notebooks[0].grades[0]
         grade.manual_score = 0.5
+        # A written answer graded by hand (dlcourse/grader/written.py).
+        (answer,) = [
+            g
+            for g in gb.find_submission(WORKSHEET, "ada").notebooks[0].grades
+            if g.cell.cell_type == "markdown"
+        ]
+        answer.manual_score = 1.5
         gb.db.commit()
         name, n_students = grade.name, len(gb.students)
     backups = len(list(course.backups.glob("*.db")))
@@ -151,6 +166,7 @@ def test_regrading_is_identical_and_keeps_manual_grades(demo):
     after = {s: course.scores(WORKSHEET, s) for s in students}
     before["cleo"][name] = 0.5  # the manual grade wins over the autograde score
     assert after == before
+    assert set(course.manual_scores(WORKSHEET, "ada").values()) == {1.5}
     assert tree_hashes(course.submitted()) == submitted
     assert len(list(course.backups.glob("*.db"))) == backups + 1
     with Gradebook(course.db_url) as gb:
@@ -178,7 +194,8 @@ def test_autograde_command_grades_a_collected_class(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {r["student_id"]: r for r in csv.DictReader(course.grades_csv.open())}
-    assert float(rows["ada"]["score"]) == float(rows["ada"]["max_score"]) > 0
+    autograded = float(rows["ada"]["max_score"]) - written_points(course, WORKSHEET)
+    assert float(rows["ada"]["score"]) == autograded > 0
     assert float(rows["ben"]["score"]) == 0
     assert (course.reports / f"{WORKSHEET}.md").is_file()
     assert list(course.feedback("ada", WORKSHEET).glob("*.html"))

@@ -145,6 +145,7 @@ def assignment_report(course: Course, worksheet: str, outcomes: list[Outcome]) -
             attention.append((student, notes))
         shown = f"{round(totals[student], 2):g} / {total:g}"
         lines.append(f"| {md_escape(student)} | {shown} | {len(notes)} |")
+    lines += written_section(course, worksheet)
     lines += ["", "## Submissions that need attention", ""]
     if not attention:
         lines.append("None.")
@@ -154,3 +155,48 @@ def assignment_report(course: Course, worksheet: str, outcomes: list[Outcome]) -
     path = folder / f"{worksheet}.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+MANUAL_PENDING = "needs manual grading"
+
+
+def written_scores(course: Course, worksheet: str) -> tuple[dict[str, float], dict]:
+    """Written answers (graded by hand, dlcourse/grader/written.py): (grade_id -> points,
+    student -> grade_id -> the grader's points, None while not graded)."""
+    with course.gradebook() as gb:
+        assignment = gb.find_assignment(worksheet)
+        cells = [gc for nb in assignment.notebooks for gc in nb.grade_cells]
+        points = {gc.name: float(gc.max_score) for gc in cells if gc.cell_type == "markdown"}
+        table = {
+            sub.student.id: {
+                g.name: g.manual_score
+                for nb in sub.notebooks
+                for g in nb.grades
+                if g.cell.cell_type == "markdown"
+            }
+            for sub in assignment.submissions
+        }
+    return points, table
+
+
+def written_section(course: Course, worksheet: str) -> list[str]:
+    """The report's table of written answers: each student's points, or "needs manual
+    grading" until a grader has given them in the formgrader."""
+    points, table = written_scores(course, worksheet)
+    if not points:
+        return []
+    ids = sorted(points)
+    pending = sum(1 for row in table.values() for gid in ids if row.get(gid) is None)
+    lines = [
+        "",
+        "## Written answers (graded by hand in the formgrader)",
+        "",
+        f"{pending} answer(s) {MANUAL_PENDING}: until then each counts 0 in the totals above.",
+        "",
+        "| student | " + " | ".join(f"{md_escape(g)} ({points[g]:g})" for g in ids) + " |",
+        "|---|" + "---|" * len(ids),
+    ]
+    for student in sorted(table):
+        row = table[student]
+        shown = [MANUAL_PENDING if row.get(g) is None else f"{row[g]:g}" for g in ids]
+        lines.append(f"| {md_escape(student)} | " + " | ".join(shown) + " |")
+    return lines

@@ -294,7 +294,8 @@ def _marked_lines(source: str, begin: str, end: str) -> list[str]:
 
 def secret_lines(min_length: int = 24) -> set[str]:
     """Lines only the course's master copies hold: between `### BEGIN SOLUTION` and `### END
-    SOLUTION` or `### BEGIN HIDDEN TESTS` and `### END HIDDEN TESTS` in source/*/*.ipynb, at
+    SOLUTION` or `### BEGIN HIDDEN TESTS` and `### END HIDDEN TESTS`, and written answers'
+    rubrics (dlcourse/grader/written.py), in source/*/*.ipynb, at
     least `min_length` characters (stripped), and not also in what students get anyway (the
     released notebooks in release/, the dlcourse package's code)."""
     public = set()
@@ -308,6 +309,8 @@ def secret_lines(min_length: int = 24) -> set[str]:
             text = "".join(cell["source"])
             found |= set(_marked_lines(text, "### BEGIN SOLUTION", "### END SOLUTION"))
             found |= set(_marked_lines(text, "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"))
+            if "rubric_for" in cell["metadata"].get("dlcourse", {}):  # grader/written.py
+                found |= {line.strip() for line in text.splitlines()}
     return {s for s in found if len(s) >= min_length and s not in public and s not in package}
 
 

@@ -161,14 +161,15 @@ MANUAL_PENDING = "needs manual grading"
 
 def written_scores(course: Course, worksheet: str) -> tuple[dict[str, float], dict]:
     """Written answers (graded by hand, dlcourse/grader/written.py): (grade_id -> points,
-    student -> grade_id -> the grader's points, None while not graded)."""
+    student -> grade_id -> the grader's points, None while not graded). An answer left as
+    handed out scores 0 without a grader (nbgrader's autograde gives it 0)."""
     with course.gradebook() as gb:
         assignment = gb.find_assignment(worksheet)
         cells = [gc for nb in assignment.notebooks for gc in nb.grade_cells]
         points = {gc.name: float(gc.max_score) for gc in cells if gc.cell_type == "markdown"}
         table = {
             sub.student.id: {
-                g.name: g.manual_score
+                g.name: g.manual_score if g.manual_score is not None else g.auto_score
                 for nb in sub.notebooks
                 for g in nb.grades
                 if g.cell.cell_type == "markdown"

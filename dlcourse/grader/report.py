@@ -156,6 +156,7 @@ def assignment_report(course: Course, worksheet: str, outcomes: list[Outcome]) -
     path.write_text("\n".join(lines) + "\n")
     return path
 
+
 MANUAL_PENDING = "needs manual grading"
 
 

@@ -158,7 +158,9 @@ def record(
     reference run: the tolerances; `weight`, this check's share of the cell's points against
     the cell's other checks (default 1: an equal split); `kind`, how the grader turns the
     value into a credit between 0 and 1 (`dlcourse.grader.verdict.CREDIT_KINDS`; "match":
-    1 when it matches the reference's value, else 0), and `params`, that kind's settings
+    1 when it matches the reference's value, else 0; "method": the same, but a failure
+    scores the whole cell 0, as a broken method rule does: for checks of the method by
+    behaviour, such as `call_with_autodiff_altered`), and `params`, that kind's settings
     (plain JSON data)."""
     _emit(_payload(key, encode(value), rtol, atol, hint, dtype, weight, kind, params))
 

@@ -609,6 +609,12 @@ def test_a_broken_method_rule_or_a_forged_record_zeroes_partial_credit():
     assert decided(cell, expected, rule, ["def total(x):\n    return sum(x)\n"])[1] == 1.0
     twice = graded_cell(recorded("a", 1), recorded("a", 1), recorded("b", 0))
     assert decided(twice, expected)[1] == 0
+    by_behaviour = {"a": p("a", 1), "b": p("b", 2), "tape": p("tape", -2, kind="method")}
+    cell = graded_cell(recorded("a", 1), recorded("b", 0), recorded("tape", -2))
+    assert decided(cell, by_behaviour)[1] == round(POINTS * 2 / 3, 2)
+    cell = graded_cell(recorded("a", 1), recorded("b", 2), recorded("tape", 1))
+    verdict, points = decided(cell, by_behaviour)
+    assert points == 0 and verdict.redacted == ["tape: wrong value"]
 
 
 def test_a_credit_kind_gives_a_share_of_a_check(monkeypatch):

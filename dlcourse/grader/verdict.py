@@ -368,6 +368,10 @@ def _match(expected: Probe, got: Probe | None, shown: Shown) -> tuple[float, str
 
 
 register_credit_kind("match", _match)
+# A check of the method by behaviour (e.g. the result follows what an altered tape answers):
+# compared like "match", and when it fails the cell scores 0, as for a broken method rule.
+METHOD_KIND = "method"
+register_credit_kind(METHOD_KIND, _match)
 
 
 def credit(
@@ -745,8 +749,9 @@ def decide(
     """The cell's verdict: each expected check earns a credit between 0 and 1 (by its kind,
     `CREDIT_KINDS`; a plain comparison earns 0 or 1), and the cell's fraction is the mean of
     the credits weighted by the checks' weights. Full marks only with no error output, every
-    check matched and the method rule kept. A broken method rule, or records that are
-    malformed or repeated (a value recorded by anything but the hidden test), give 0. An error
+    check matched and the method rule kept. A broken method rule, a failed check of the
+    method by behaviour (kind "method"), or records that are malformed or repeated (a value
+    recorded by anything but the hidden test), give 0. An error
     output ends the test where it happened: the checks it had not recorded earn 0, those
     recorded before it count; one that ended the test after its last check counts as one more
     failed check (of the checks' mean weight), so a test that raised never earns full marks.
@@ -764,6 +769,7 @@ def decide(
     error = _first_error(cell)
     earned = total = 0.0
     passed: list[str] = []
+    wrong_method = False
     for shown, messages in wordings.items():
         if error is not None:
             messages.insert(0, _error_message(error, shown))
@@ -775,6 +781,7 @@ def decide(
                 earned += probe.weight * value
                 total += probe.weight
                 passed += [key] if problem is None else []
+                wrong_method |= probe.kind == METHOD_KIND and problem is not None
     counted = len(expected)
     if error is not None and expected and all(key in got for key in expected):
         total += total / len(expected)  # the error is a failed check of its own
@@ -787,7 +794,7 @@ def decide(
     messages = wordings[INSTRUCTOR]
     if not messages:
         fraction = 1.0
-    elif problems or violations or not expected or total <= 0:
+    elif problems or violations or wrong_method or not expected or total <= 0:
         fraction = 0.0
     else:
         fraction = min(max(earned / total, 0.0), _BELOW_FULL)

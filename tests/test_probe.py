@@ -906,6 +906,45 @@ def test_type_checks_ask_the_value_s_own_type_not_the_value():
     assert probe.tracing_count(Liar()) is None and probe.tracing_count(len) is None
 
 
+def test_is_a_asks_the_value_s_own_type_and_its_own_mro():
+    """probe.is_a judges ndarray, keras.Model and dict by the value's own type and that type's
+    own MRO: a __class__ property, a metaclass's __instancecheck__ or __mro__, or a registered
+    virtual subclass earn nothing; real subclasses (an OrderedDict, a Sequential) count."""
+    import collections
+
+    keras = pytest.importorskip("keras")
+
+    class ClaimsModel:
+        @property
+        def __class__(self):
+            return keras.Model
+
+    class ClaimsArray(list):
+        @property
+        def __class__(self):
+            return np.ndarray
+
+    class Says(type):
+        def __instancecheck__(cls, other):
+            return True
+
+        @property
+        def __mro__(cls):
+            return (cls, dict, object)
+
+    class Pretends(metaclass=Says):
+        pass
+
+    assert isinstance(ClaimsModel(), keras.Model) and isinstance(ClaimsArray(), np.ndarray)
+    assert not probe.is_a(ClaimsModel(), "keras.Model")
+    assert not probe.is_a(ClaimsArray([1]), "ndarray") and not probe.is_a(Pretends(), "dict")
+    assert probe.is_a(keras.Sequential([keras.Input((3,))]), "keras.Model")
+    assert probe.is_a(np.zeros(2), "ndarray") and not probe.is_a(np.float32(1.0), "ndarray")
+    assert probe.is_a(collections.OrderedDict(), "dict") and not probe.is_a([], "dict")
+    with pytest.raises(ValueError, match="unknown kind"):
+        probe.is_a(1, "tensor")
+
+
 def test_a_test_cell_sees_python_s_builtins_not_the_student_s():
     pytest.importorskip("IPython")
     student = {"__name__": "__main__", "isinstance": lambda *a: True, "type": lambda o: int}

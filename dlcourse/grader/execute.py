@@ -53,7 +53,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Float, Int, default
 
 from dlcourse import probe
-from dlcourse.grader import cells
+from dlcourse.grader import cells, heldout
 from dlcourse.grader.budget import OutputBudget, footprint, output_size
 from dlcourse.grader.sandbox import Limits, SandboxedKernelManager, limits_for, protections
 from dlcourse.grader.sanitize import is_locked
@@ -100,6 +100,20 @@ def kernel_source(cell: NotebookNode) -> str:
 class _WithoutDebug(logging.LoggerAdapter):
     def isEnabledFor(self, level: int) -> bool:
         return level > logging.DEBUG and super().isEnabledFor(level)
+
+
+class StagingKernelManager(SandboxedKernelManager):
+    """A sandboxed kernel whose scratch working directory also gets what the grader stages
+    there before the kernel starts (`stage_into`: the held-out images of an open-ended
+    exercise, `dlcourse.grader.heldout`); never the course's folder."""
+
+    stage_into: Any = None  # a callable taking the scratch working directory, or None
+
+    async def _async_pre_start_kernel(self, **kw: Any):
+        out = await super()._async_pre_start_kernel(**kw)
+        if self.stage_into is not None:
+            self.stage_into(self._scratch.workdir)
+        return out
 
 
 class SandboxedExecute(Execute):
@@ -149,7 +163,7 @@ class SandboxedExecute(Execute):
         return log if self.trace_kernel_messages else _WithoutDebug(log, {})
 
     def __init__(self, *args: Any, **kwargs: Any):
-        kwargs["kernel_manager_class"] = SandboxedKernelManager
+        kwargs["kernel_manager_class"] = StagingKernelManager
         super().__init__(*args, **kwargs)
         self.timeout_func = self._cell_timeout
         self._deadline = float("inf")
@@ -158,6 +172,7 @@ class SandboxedExecute(Execute):
         self.crashed_cell: int | None = None
         self._budget = self._new_budget()
         self._errors_past_budget: dict[int, int] = {}
+        self._heldout_key: bytes | None = None
         self._dropped: list[int] = []
         self._malformed = 0  # the running cell's messages that could not be read
         self._no_reply_wait = self.iopub_timeout  # for a cell's last messages, after no reply
@@ -180,6 +195,7 @@ class SandboxedExecute(Execute):
         self._reference_seconds = self._reference_times(assignment, info.get("notebook"))
         self._budget = self._new_budget()
         self._errors_past_budget = {}
+        self._heldout_key = self._prepare_heldout(nb)
         # Said in every log that grades (formgrader's Autograde button included).
         what = (
             f"Grading {info['student']}"
@@ -204,9 +220,22 @@ class SandboxedExecute(Execute):
             return {}
         return (results or {}).get("seconds", {}).get(notebook, {})
 
+    def _prepare_heldout(self, nb: NotebookNode) -> bytes | None:
+        """The course's held-out key when this notebook asks for held-out images, else None."""
+        if not heldout.needed(nb):
+            return None
+        from nbgrader.coursedir import CourseDirectory
+
+        from dlcourse.grader.course import Course
+
+        course = Course(Path(CourseDirectory(config=self.config).root).resolve())
+        return heldout.prepare(course.private)
+
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
         km.limits = self._active
+        key = self._heldout_key
+        km.stage_into = None if key is None else (lambda workdir: heldout.stage(workdir, key))
         return km
 
     def _cell_timeout(self, cell: NotebookNode) -> int | None:

@@ -78,6 +78,44 @@ FORGERS = {
         "np = _FakeNumpy()\n"
     ),
 }
+# A cell above the setup cells (it runs first) that rebinds what the tests check with, and
+# answers that only those rebindings would make right: an ndarray for a tf.Tensor, a function
+# that traces for every shape and reports one tracing. The probe and TensorFlow's classes are
+# loaded at kernel start (`probe.kernel_start`), before this cell: it earns nothing.
+ABOVE_SETUP = (
+    "import numpy as np\n"
+    "import tensorflow as tf\n"
+    "import dlcourse.probe as probe\n\n"
+    "isinstance = lambda *a, **k: True\n"
+    "tf.Tensor = np.ndarray\n"
+    "for _name, _fake in {'is_tensor': lambda v: True, 'tracing_count': lambda f: 1,\n"
+    "                     'is_a': lambda v, k: True}.items():\n"
+    "    try:\n"
+    "        setattr(probe, _name, _fake)\n"
+    "    except AttributeError:\n"
+    "        vars(probe)[_name] = _fake\n"
+    "probe._BUILTINS['isinstance'] = lambda *a, **k: True\n"
+    "probe._BUILTINS['type'] = lambda *a: tf.Tensor\n"
+    "probe._real_types['tensors'] = (np.ndarray,)\n"
+    "probe._real_types['function'] = type(lambda: 0)\n"
+)
+ABOVE_SETUP_ANSWERS = {
+    "ex_to_image_batch": (
+        "class _Pixels(np.ndarray):\n"
+        "    def numpy(self):\n"
+        "        return np.asarray(self)\n\n\n"
+        "def to_image_batch(images):\n"
+        "    return (np.asarray(images, np.float32) / 255.0)[..., None].view(_Pixels)\n"
+    ),
+    "ex_row_norms": (
+        "def make_row_norms():\n"
+        "    @tf.function\n"
+        "    def row_norms(x):\n"
+        "        return tf.sqrt(tf.reduce_sum(tf.square(x), axis=1))\n\n"
+        "    row_norms.experimental_get_tracing_count = lambda: 1\n"
+        "    return row_norms\n"
+    ),
+}
 HONEST_ODDITIES = {
     "shadows_id": "id = 7\nlist = list\n",
     "reimports_np": "import numpy as np\nimport numpy.testing\n",
@@ -122,6 +160,12 @@ def graded(tmp_path_factory):
         hand_in(student, with_answer(release_nb, reference, code), lose_last)
     for student, code in HONEST_ODDITIES.items():
         hand_in(student, with_answer(release_nb, reference, code, wrong=False), full)
+
+    # Code above the setup cells, rebinding what the tests check with (`ABOVE_SETUP`).
+    nb = cells.answered(release_nb, reference | ABOVE_SETUP_ANSWERS)
+    first_setup = next(i for i, c in enumerate(nb.cells) if cells.is_setup(c))
+    nb.cells.insert(first_setup, nbformat.v4.new_code_cell(ABOVE_SETUP))
+    submit(course, WORKSHEET, "above_setup", {name: nb})
 
     # A numpy.py next to the notebook, shadowing numpy in the kernel if it got there.
     folder = hand_in("numpy_shadow", with_answer(release_nb, reference, ""), lose_last)
@@ -204,7 +248,7 @@ def graded(tmp_path_factory):
         if not k.startswith(("autograded/", "feedback/", "staged/", "grading/", "reports/"))
         and k not in {"gradebook.db", "grades.csv"}
     }
-    students = sorted(expected)
+    students = sorted([*expected, "above_setup"])
     outcomes, report = grade(course, WORKSHEET, students, workers=2)
     return course, name, expected, {o.student: o for o in outcomes}, report, before, students
 
@@ -215,6 +259,22 @@ def test_every_hostile_submission_scores_exactly_as_expected(graded):
     for student, want in expected.items():
         got = _scores(course, student)
         assert got == pytest.approx(want), f"{student}: {got} != {want}: {outcomes[student].notes}"
+
+
+@pytest.mark.slow
+def test_code_above_the_setup_cells_earns_nothing_from_rebinding(graded):
+    """Each forged answer loses the checks the rebinding would have passed (a partial score
+    at most); every other exercise keeps full marks."""
+    course, *_ = graded
+    (source_nb,) = course.source_notebooks(WORKSHEET).values()
+    full = cells.grade_cells(source_nb)
+    got = _scores(course, "above_setup")
+    forged = {"test_to_image_batch", "test_row_norms"}
+    assert {k: v for k, v in got.items() if k not in forged} == {
+        k: v for k, v in full.items() if k not in forged
+    }, got
+    for cell in forged:
+        assert got[cell] < full[cell], got
 
 
 def _scores(course, student) -> dict[str, float]:

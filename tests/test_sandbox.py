@@ -7,6 +7,9 @@ The hostile students below are graded together, in parallel, through the real pi
 
 from __future__ import annotations
 
+import ast
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -438,3 +441,73 @@ def test_a_kernel_has_a_private_writable_tmp_and_home(tmp_path):
     assert "tempfile /tmp/" in text, executed.cells[1].outputs
     assert error_names(executed.cells[2]) == ["OSError"], executed.cells[2].outputs  # full
     assert not list(Path("/tmp").glob("answer.npy"))  # never the grader's own /tmp
+
+
+# Run as an ordinary user: fills every place it can write, after making the directory of its
+# sockets (on the machine's disk) writable again. Capped at 64 MB a place.
+NON_ROOT_HOG = """import errno, os
+ipc = os.environ["JUPYTER_RUNTIME_DIR"]
+try:
+    os.chmod(ipc, 0o700)
+    chmod = "done"
+except OSError as err:
+    chmod = errno.errorcode.get(err.errno, str(err.errno))
+wrote = {}
+for name, where in [("ipc", ipc), ("cwd", os.getcwd()), ("home", os.path.expanduser("~")),
+                    ("tmp", "/tmp")]:
+    total, stop = 0, "cap"
+    try:
+        while total < 64:
+            with open(os.path.join(where, f"fill-{total}.bin"), "wb") as f:
+                f.write(b"x" * 2**20)
+            total += 1
+    except OSError as err:
+        stop = errno.errorcode.get(err.errno, str(err.errno))
+    wrote[name] = (total, stop)
+print("HOG", chmod, wrote)
+"""
+HONEST = (
+    "import numpy as np\nnp.save('/tmp/a.npy', np.arange(4))\nopen('b.txt', 'w').write('2')\n"
+    "print('HONEST', int(np.load('/tmp/a.npy').sum()) * int(open('b.txt').read()))"
+)
+AS_ORDINARY_USER = """import json, sys
+import nbformat
+from dlcourse.grader.execute import SandboxedExecute
+from dlcourse.notebooks import KERNELSPEC
+nb = nbformat.v4.new_notebook(metadata={"kernelspec": dict(KERNELSPEC)})
+nb.cells = [nbformat.v4.new_code_cell(sys.argv[1])]
+resources = {"metadata": {"path": sys.argv[2]}, "nbgrader": {"assignment": "demo"}}
+limits = {"tmp_mb": 8, "work_mb": 4}
+done, _ = SandboxedExecute(timeout=120, limits=limits).preprocess(nb, resources)
+print(json.dumps([o for c in done.cells for o in c.outputs]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="maps root to an ordinary user")
+def test_a_non_root_graders_kernel_cannot_fill_the_disk(tmp_path):
+    """The hub's grader account grades as an ordinary user, and its kernels run as that same
+    user (here: root mapped to uid 1000 in a user namespace of its own, with no privilege
+    outside it). A kernel that makes its socket directory writable again and fills every
+    place it can write stops at its size-limited tmpfs mounts; the socket directory on the
+    disk is gone from its view. An honest kernel graded beside it runs as alone."""
+    as_user = ["unshare", "--user", "--map-user=1000", "--map-group=1000"]
+    runs = {}
+    for name, code in {"hog": NON_ROOT_HOG, "honest": HONEST}.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        runs[name] = subprocess.Popen(
+            [*as_user, sys.executable, "-c", AS_ORDINARY_USER, code, str(folder)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    out = {}
+    for name, run in runs.items():
+        stdout, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr[-3000:]
+        out[name] = "".join(o.get("text", "") for o in json.loads(stdout.splitlines()[-1]))
+    assert out["honest"] == "HONEST 12\n", out["honest"]
+    assert out["hog"].startswith("HOG "), out["hog"]
+    wrote = ast.literal_eval(out["hog"].split(" ", 2)[2])
+    caps = {"ipc": 8, "cwd": 4, "home": 4, "tmp": 8}
+    for place, (mb, stop) in wrote.items():
+        assert stop in {"ENOSPC", "ENOENT", "EACCES", "EROFS"} and mb <= caps[place], wrote

@@ -8,8 +8,9 @@ Each kernel nbgrader starts to autograde a submission is wrapped, where the mach
   private `/tmp`, `HOME`, and its working directory (a copy of the files handed out with the
   assignment). Nothing it writes lands on the machine's disk, so a submission that writes
   until the disk is full fills only its own tmpfs (and, with cgroups, its memory budget:
-  tmpfs pages count there). The IPC directory where it creates its sockets is made the
-  grader's once they exist (`_seal_ipc`). The
+  tmpfs pages count there). The IPC directory where it creates its sockets is taken from
+  it once they exist (`_seal_ipc`): as root it becomes root's; as an ordinary user the
+  sockets move to a folder it never sees and the directory is removed. The
   course directory (`source/`, `gradebook.db`, `submitted/`, the exchange, other students'
   work) simply does not exist in there. We chose bubblewrap over plain `unshare` + bind mounts
   because it is one small setuid-free binary that builds the whole view declaratively, kills
@@ -315,7 +316,7 @@ class Scratch:
             os.lchown(path, uid, uid)
 
     def remove(self) -> None:
-        try:  # as an ordinary user, `_seal_ipc` left it read-only: writable again to empty it
+        try:  # an IPC directory left read-only (a kernel that never came up) is emptied too
             self.ipc.chmod(0o700)
         except OSError:
             pass
@@ -500,6 +501,17 @@ def wrap_command(
     return [*env_cmd, *inner]
 
 
+def with_kernel_start(cmd: list[str]) -> list[str]:
+    """An IPython kernel's command that runs `dlcourse.probe.kernel_start` before any cell:
+    the probe, TensorFlow's classes and the real builtins are loaded and kept before a cell
+    above the setup cell (or any other) could patch them. Any other kernel: unchanged."""
+    if not any("ipykernel" in part for part in cmd):
+        return list(cmd)
+    from dlcourse import probe
+
+    return [*cmd, f"--IPKernelApp.exec_lines={probe.KERNEL_START}"]
+
+
 class SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager whose kernels run sandboxed and talk over IPC sockets."""
 
@@ -520,6 +532,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.kernel_spec is not None:
             self.kernel_spec.interrupt_mode = "message"
         cmd, kw = await super()._async_pre_start_kernel(**kw)
+        cmd = with_kernel_start(cmd)
         uid = kernel_uid()
         if drops_privileges(prot):
             scratch.hand_to(uid)
@@ -562,8 +575,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         """Once the kernel has made its sockets in the IPC directory (on the machine's disk),
         take the directory and the connection file from it: as root, they become root's (the
         kernel runs as a user of its own), so it can create nothing more there. As an
-        ordinary user, the kernel is that same user: they are made read-only, which it could
-        undo (README says so)."""
+        ordinary user, the kernel is that same user and could make them writable again:
+        the sockets leave the directory and the directory is removed (`_take_sockets`)."""
         scratch = getattr(self, "_scratch", None)
         if scratch is None or not protections().filesystem:
             return
@@ -576,6 +589,9 @@ class SandboxedKernelManager(AsyncKernelManager):
             if not await self.is_alive() or asyncio.get_running_loop().time() > deadline:
                 return  # the kernel never came up: its client fails to connect
             await asyncio.sleep(0.05)
+        if os.geteuid() != 0:
+            self._take_sockets(scratch, sockets)
+            return
         paths = [scratch.ipc, *scratch.ipc.iterdir()]
         for path in paths:
             if os.geteuid() == 0:
@@ -583,8 +599,28 @@ class SandboxedKernelManager(AsyncKernelManager):
             if path.is_symlink() or path.is_socket():
                 continue
             path.chmod(0o755 if path.is_dir() else 0o644)
-        if os.geteuid() != 0:
-            scratch.ipc.chmod(0o555)
+
+    def _take_sockets(self, scratch: Scratch, sockets: list[Path]) -> None:
+        """Move the kernel's sockets and the connection file into a folder of the scratch that
+        the sandbox does not show (a renamed socket keeps its listener: the client connects
+        there), then remove the IPC directory. The kernel's view of it, a bind mount, is
+        detached with it, and a removed directory takes no new entry: from then on the
+        kernel writes only to its size-limited tmpfs mounts, never to the machine's disk.
+        Nothing of the student's has run yet (the kernel has not answered kernel_info)."""
+        taken = scratch.root / "sockets"
+        taken.mkdir(mode=0o700)
+        for path in sockets:
+            os.rename(path, taken / path.name)
+        connection_file = Path(self.connection_file)
+        os.rename(connection_file, taken / connection_file.name)
+        self.connection_file = str(taken / connection_file.name)
+        self.ip = str(taken / Path(self.ip).name)
+        for path in scratch.ipc.iterdir():  # what ipykernel may have left there
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        scratch.ipc.rmdir()
 
     def _leave_budget(self) -> None:
         """Kill whatever the kernel left running in its cgroup, and remove the cgroup."""

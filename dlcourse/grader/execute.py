@@ -157,6 +157,12 @@ class SandboxedExecute(Execute):
     def _shutdown_kernel_default(self) -> str:
         return "immediate"
 
+    @default("startup_timeout")
+    def _startup_timeout_default(self) -> int:
+        # The kernel imports TensorFlow before it answers (`dlcourse.probe.kernel_start`): on
+        # a loaded machine that alone took 40 s; the notebook's wall clock still bounds it.
+        return 180
+
     @default("log")
     def _log_default(self):
         log = super()._log_default()

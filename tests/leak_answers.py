@@ -103,5 +103,7 @@ def ema_update(average, value, decay):
     return average
 """,
 }
-LOSES = {"test_normalize_images", "test_center_crop", "test_dense", "test_graph_ops"}
-LOSES |= {"test_ema_update"}
+# test cell -> its score: every other test cell keeps full marks. The one-element trick gets
+# ema_update's scalar checks wrong and keeps its first check: 1 of 3 (partial credit).
+LOSES = {"test_normalize_images": 0.0, "test_center_crop": 0.0, "test_dense": 0.0}
+LOSES |= {"test_graph_ops": 0.0, "test_ema_update": 0.67}

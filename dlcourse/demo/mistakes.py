@@ -1,18 +1,27 @@
 """One realistic wrong answer per worksheet, for the demo class's student "dev".
 
 worksheet -> what the mistake is, the answers it replaces, and the score of each test cell
-it loses (every other test cell keeps full marks).
+it loses (every other test cell keeps full marks), a share of the points where the grader gives
+partial credit.
 """
 
 MISTAKES: dict[str, dict] = {
     "ws01_tensors": {
-        "why": "adds the channel axis in front of height and width (NCHW), not last (NHWC)",
+        "why": "adds the channel axis in front of height and width (NCHW), not last (NHWC); "
+        "normalises one channel at a time in a Python loop over x.shape[-1], right in eager "
+        "mode but not inside tf.function (partial credit: 2 of the test's 3 checks)",
         "answers": {
             "ex_to_image_batch": "def to_image_batch(images):\n"
             "    pixels = tf.cast(images, tf.float32) / 255.0\n"
-            "    return tf.expand_dims(pixels, axis=1)\n"
+            "    return tf.expand_dims(pixels, axis=1)\n",
+            "ex_normalize_images": "def normalize_images(x):\n"
+            "    channels = []\n"
+            "    for c in range(x.shape[-1]):\n"
+            "        xc = x[..., c]\n"
+            "        channels.append((xc - tf.reduce_mean(xc)) / tf.math.reduce_std(xc))\n"
+            "    return tf.stack(channels, axis=-1)\n",
         },
-        "scores": {"test_to_image_batch": 0},
+        "scores": {"test_to_image_batch": 0, "test_normalize_images": 2.0},
     },
     "ws02_quadratic_perceptron": {
         "why": "reshapes the weights into a column and uses tf.matmul, so the perceptron "

@@ -53,8 +53,9 @@ from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Float, Int, default
 
 from dlcourse import probe
-from dlcourse.grader import cells, heldout
+from dlcourse.grader import cells, crash, heldout
 from dlcourse.grader.budget import OutputBudget, footprint, output_size
+from dlcourse.grader.quoting import printable, quoted
 from dlcourse.grader.sandbox import Limits, SandboxedKernelManager, limits_for, protections
 from dlcourse.grader.sanitize import is_locked
 
@@ -179,6 +180,7 @@ class SandboxedExecute(Execute):
         self._budget = self._new_budget()
         self._errors_past_budget: dict[int, int] = {}
         self._heldout_key: bytes | None = None
+        self._student_notebook: str | None = None  # the notebook, while grading a student
         self._dropped: list[int] = []
         self._malformed = 0  # the running cell's messages that could not be read
         self._no_reply_wait = self.iopub_timeout  # for a cell's last messages, after no reply
@@ -202,6 +204,7 @@ class SandboxedExecute(Execute):
         self._budget = self._new_budget()
         self._errors_past_budget = {}
         self._heldout_key = self._prepare_heldout(nb)
+        self._student_notebook = info.get("notebook") if info.get("student") else None
         # Said in every log that grades (formgrader's Autograde button included).
         what = (
             f"Grading {info['student']}"
@@ -283,14 +286,25 @@ class SandboxedExecute(Execute):
             cell = await super().async_execute_cell(
                 cell, cell_index, execution_count, store_history
             )
-        except (DeadKernelError, CellTimeoutError):
+        except (DeadKernelError, CellTimeoutError) as err:
             if self.locate_crash:
                 self.crashed_cell = cell_index
+            elif isinstance(err, CellTimeoutError) and self._stops_a_student(cell):
+                # A setup cell whose output did not come within its limit (nbclient raises on
+                # an IOPub timeout; a reply timeout is written into the cell, `decide`): the
+                # machine was starved, the same problem of the grader's as a reply timeout.
+                raise crash.SetupCellStopped(
+                    f"the course's setup cell {quoted(cells.grade_id(cell))} of "
+                    f"'{printable(self._student_notebook)}.ipynb' ran past its time limit"
+                ) from err
             raise
         finally:
             cell.source = source  # the notebook keeps the cell as written
             self._say_what_was_dropped(cell, cell_index)
         return cell
+
+    def _stops_a_student(self, cell: NotebookNode) -> bool:
+        return self._student_notebook is not None and cells.is_setup(cell)
 
     async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
         """No reply within the cell's time limit: the kernel may be cut off from the grader,

@@ -28,13 +28,22 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError  # noqa: E402
 
 from dlcourse.grader import cells  # noqa: E402
 from dlcourse.grader.course import Course  # noqa: E402
+from dlcourse.grader.quoting import printable, quoted  # noqa: E402
 
 TIMEOUT_ERROR = "CellTimeoutError"  # the error nbgrader's Execute writes into a stopped cell
 
 
 class SetupCellStopped(RuntimeError):
     """A setup cell ran past its time limit: raised before any grade of the notebook is saved
-    (`dlcourse.grader.decide`), so the driver can grade the student again alone."""
+    (`dlcourse.grader.decide`, `dlcourse.grader.execute`), so the driver can grade the student
+    again alone."""
+
+    @classmethod
+    def at(cls, setup_id: object, notebook: object) -> SetupCellStopped:
+        return cls(
+            f"the course's setup cell {quoted(setup_id)} of '{printable(notebook)}.ipynb' ran "
+            f"past its time limit"
+        )
 
 
 def stopped_setup_cell(nb: nbformat.NotebookNode) -> str | None:

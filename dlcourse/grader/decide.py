@@ -31,7 +31,7 @@ from traitlets import Bool
 
 from dlcourse.grader import cells, crash, reference, verdict
 from dlcourse.grader.course import Course
-from dlcourse.grader.quoting import printable, quoted
+from dlcourse.grader.quoting import printable
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
 HIDDEN_END = "### END HIDDEN TESTS"
@@ -50,10 +50,7 @@ class DecideVerdicts(NbGraderPreprocessor):
         info = resources["nbgrader"]
         course = Course(Path(CourseDirectory(config=self.config).root).resolve())
         if (setup := crash.stopped_setup_cell(nb)) is not None:  # the machine's problem
-            raise crash.SetupCellStopped(
-                f"the course's setup cell {quoted(setup)} of '{info['notebook']}.ipynb' ran "
-                f"past its time limit"
-            )
+            raise crash.SetupCellStopped.at(setup, info["notebook"])
         if cells.failed_setup_cells(nb):
             results = reference.verify(course, info["assignment"])
         else:

@@ -55,7 +55,6 @@ from traitlets import Bool, Dict, Float, Int, default
 from dlcourse import probe
 from dlcourse.grader import cells, crash, heldout
 from dlcourse.grader.budget import OutputBudget, footprint, output_size
-from dlcourse.grader.quoting import printable, quoted
 from dlcourse.grader.sandbox import Limits, SandboxedKernelManager, limits_for, protections
 from dlcourse.grader.sanitize import is_locked
 
@@ -289,22 +288,18 @@ class SandboxedExecute(Execute):
         except (DeadKernelError, CellTimeoutError) as err:
             if self.locate_crash:
                 self.crashed_cell = cell_index
-            elif isinstance(err, CellTimeoutError) and self._stops_a_student(cell):
+            elif isinstance(err, CellTimeoutError) and self._student_notebook is not None:
                 # A setup cell whose output did not come within its limit (nbclient raises on
                 # an IOPub timeout; a reply timeout is written into the cell, `decide`): the
                 # machine was starved, the same problem of the grader's as a reply timeout.
-                raise crash.SetupCellStopped(
-                    f"the course's setup cell {quoted(cells.grade_id(cell))} of "
-                    f"'{printable(self._student_notebook)}.ipynb' ran past its time limit"
-                ) from err
+                if cells.is_setup(cell):
+                    setup = cells.grade_id(cell)
+                    raise crash.SetupCellStopped.at(setup, self._student_notebook) from err
             raise
         finally:
             cell.source = source  # the notebook keeps the cell as written
             self._say_what_was_dropped(cell, cell_index)
         return cell
-
-    def _stops_a_student(self, cell: NotebookNode) -> bool:
-        return self._student_notebook is not None and cells.is_setup(cell)
 
     async def _async_handle_timeout(self, timeout: int, cell: NotebookNode | None = None):
         """No reply within the cell's time limit: the kernel may be cut off from the grader,
